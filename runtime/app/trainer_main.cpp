@@ -1,0 +1,108 @@
+#include "runtime/app/trainer_main.h"
+
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "runtime/common/error.h"
+#include "runtime/common/log.h"
+#include "runtime/config/config.h"
+#include "runtime/pipeline/standalone.h"
+
+namespace tandem::app {
+namespace {
+
+// The one process-wide flag: set by SIGINT/SIGTERM, read by the training loops. A second
+// signal while stopping exits at once.
+std::atomic<bool> g_stop{false};
+
+extern "C" void onSignal(int signal) {
+  if (g_stop.exchange(true)) {
+    static const char message[] = "\nsecond interrupt: exiting now\n";
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, message, sizeof message - 1);
+    std::_Exit(128 + signal);
+  }
+  static const char message[] = "\ninterrupt: finishing the current step and writing the summary "
+                                "(interrupt again to exit at once)\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, message, sizeof message - 1);
+}
+
+void installSignalHandlers() {
+  struct sigaction action {};
+  action.sa_handler = onSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+}  // namespace
+
+int trainerMain(Role role, int argc, char** argv) {
+  const std::string program = role == Role::kEdge ? "edge_trainer" : "cloud_trainer";
+  CLI::App cli(role == Role::kEdge
+                   ? "Tandem edge trainer: holds the data, runs the first stages of the model and sends "
+                     "activations to the cloud trainer."
+                   : "Tandem cloud trainer: runs the last stages of the model for one or more edge trainers.",
+               program);
+  std::string config_path;
+  std::vector<std::string> overrides;
+  bool standalone = false;
+  std::string log_level;
+  std::string log_format;
+  cli.add_option("-c,--config", config_path, "YAML config file (one file can serve both trainers)")
+      ->required()
+      ->type_name("FILE");
+  cli.add_option("--set", overrides, "Override a config key, e.g. --set optimizer.lr=0.01 (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  if (role == Role::kEdge) {
+    cli.add_flag("--standalone", standalone, "Train the whole model in this process (the no-network baseline)");
+  }
+  cli.add_option("--log-level", log_level, "Override log.level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  cli.add_option("--log-format", log_format, "Override log.format: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  cli.set_version_flag("--version", "tandem 0.1.0");
+  cli.footer(
+      "Exit codes: 0 success, 1 failure, 2 bad command line or config, 130 interrupted.\n"
+      "Config keys and examples: see README.md and configs/.");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return cli.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", program.c_str(), e.what(), program.c_str());
+    return kExitUsage;
+  }
+
+  try {
+    if (!log_level.empty()) overrides.push_back("log.level=" + log_level);
+    if (!log_format.empty()) overrides.push_back("log.format=" + log_format);
+    const config::Config config = config::loadConfig(config_path, overrides);
+    log::configure({config.log.level, config.log.format});
+    installSignalHandlers();
+    if (config.run.threads > 0) at::set_num_threads(config.run.threads);
+    if (role == Role::kEdge && standalone) {
+      const auto summary = pipeline::runStandalone(config, g_stop);
+      return summary.interrupted ? kExitInterrupted : kExitOk;
+    }
+    throw ConfigError(program + ": split training is not available in this build; run with --standalone");
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "%s: config error: %s\n", program.c_str(), e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+    return kExitFailure;
+  }
+}
+
+}  // namespace tandem::app

@@ -1,0 +1,155 @@
+#pragma once
+// Typed, validated configuration. A YAML file (plus `--set key.path=value` overrides) is
+// parsed once into these structs and handed down to constructors; nothing below the
+// trainers' mains reads YAML or the environment. The key names are a contract
+// (shared/DESIGN.md): extend, don't rename.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tandem::config {
+
+struct RunConfig {
+  std::string name = "tandem";
+  std::uint64_t seed = 42;
+  int epochs = 1;
+  std::string output_dir;  // default: runs/<name>
+  int threads = 0;         // LibTorch intra-op threads; 0: LibTorch's default
+};
+
+struct SyntheticDataConfig {
+  std::int64_t train_size = 2048;
+  std::int64_t test_size = 512;
+  std::int64_t channels = 1;
+  std::int64_t height = 28;
+  std::int64_t width = 28;
+  std::int64_t num_classes = 10;
+  double noise = 0.5;  // std of the Gaussian noise around each class prototype
+};
+
+struct DataConfig {
+  std::string dataset = "fashion_mnist";  // fashion_mnist | cifar10 | synthetic
+  std::string path;                       // default depends on the dataset
+  std::int64_t batch_size = 64;
+  std::int64_t test_batch_size = 0;    // 0: same as batch_size
+  std::int64_t max_train_batches = 0;  // 0: the whole split
+  std::int64_t max_test_batches = 0;   // 0: the whole split
+  int prefetch = 4;                    // batches prepared ahead by the loader thread
+  bool shuffle = true;
+  bool normalize = true;
+  SyntheticDataConfig synthetic;
+};
+
+struct ModelConfig {
+  std::string name = "cnn";
+  std::int64_t num_classes = 0;  // 0: taken from the dataset
+};
+
+struct ScheduleConfig {
+  std::string name = "none";  // none | step | multistep | cosine
+  int step_size = 1;          // step: epochs between decays
+  double gamma = 0.1;         // step, multistep: decay factor
+  std::vector<int> milestones;  // multistep: epochs (0-based) at which to decay
+  double min_lr = 0.0;        // cosine: floor
+  int warmup_epochs = 0;      // linear warm-up before the schedule
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd | adam
+  double lr = 0.05;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  ScheduleConfig schedule;
+};
+
+struct SplitConfig {
+  bool automatic = false;  // `point: auto`
+  int point = 2;           // stages [0, point) run on the edge
+  int staleness = 0;       // K: batches the edge may run ahead of the gradients
+  std::map<int, int> staleness_schedule;  // epoch → K from that epoch on
+  std::string replay = "recompute";       // recompute | retain
+
+  // K in force during `epoch` (0-based), after the schedule.
+  int stalenessAt(int epoch) const;
+};
+
+struct CompressionConfig {
+  std::string uplink = "none";
+  std::string downlink = "none";
+  bool error_feedback = false;
+};
+
+struct SchedulerConfig {
+  bool enabled = false;
+  double memory_budget_mb = 0.0;  // 0: no budget
+};
+
+struct EmulateConfig {
+  double uplink_mbps = 0.0;  // 0: not shaped
+  double downlink_mbps = 0.0;
+  double rtt_ms = 0.0;
+  std::string trace;  // CSV: time → uplink/downlink Mbit/s
+
+  bool active() const { return uplink_mbps > 0 || downlink_mbps > 0 || rtt_ms > 0 || !trace.empty(); }
+};
+
+struct LinkConfig {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  double connect_timeout_s = 30.0;   // edge: give up if the cloud is not up by then
+  double heartbeat_interval_s = 1.0;
+  double peer_timeout_s = 15.0;      // peer considered gone after this much silence
+  EmulateConfig emulate;
+};
+
+struct MetricsConfig {
+  int port = 0;  // 0: off
+  std::string bind_address = "127.0.0.1";
+};
+
+struct LogConfig {
+  std::string level = "info";   // trace | debug | info | warn | error
+  std::string format = "text";  // text | json
+};
+
+struct Config {
+  RunConfig run;
+  DataConfig data;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  SplitConfig split;
+  CompressionConfig compression;
+  SchedulerConfig scheduler;
+  LinkConfig link;
+  MetricsConfig metrics;
+  LogConfig log;
+
+  // Where the config came from (a file path, or a name given to parseConfig).
+  std::string source;
+  // "file:line" of every key that was set (or "--set key=value" for overrides); used to
+  // point errors found after parsing (unknown model, split beyond the model) at the key.
+  std::map<std::string, std::string> locations;
+
+  // "configs/x.yaml:12" for a key read from the file, "--set k=v" for an override,
+  // "configs/x.yaml" (default value) otherwise.
+  std::string locate(const std::string& key_path) const;
+};
+
+// Reads `path`, applies `overrides` ("key.path=value", YAML syntax for the value) and
+// validates every key. Throws ConfigError naming the file, the key path and the line.
+Config loadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The same from YAML text; `source` names it in errors.
+Config parseConfig(const std::string& yaml_text, const std::string& source,
+                   const std::vector<std::string>& overrides = {});
+
+// Throws ConfigError "<location>: <key_path>: <message>" for a key found bad after parsing.
+[[noreturn]] void failAt(const Config& config, const std::string& key_path, const std::string& message);
+
+}  // namespace tandem::config

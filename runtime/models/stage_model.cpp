@@ -1,0 +1,221 @@
+#include "runtime/models/stage_model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+#include "runtime/common/error.h"
+#include "runtime/common/strings.h"
+#include "runtime/models/zoo/zoo.h"
+
+namespace tandem::models {
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, ModelFactory> factories;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+// PyTorch's own default initialisation for Linear (kaiming_uniform with a = sqrt(5),
+// i.e. U(±1/sqrt(fan_in)) for weight and bias) and torchvision's for convolutions
+// (Kaiming normal, fan_out, ReLU gain), drawn from an explicit generator.
+void initialise(std::vector<Stage>& stages, std::uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& stage : stages) {
+    for (const auto& module : stage->modules(/*include_self=*/false)) {
+      if (auto* conv = module->as<torch::nn::Conv2dImpl>()) {
+        const auto& w = conv->weight;
+        const double fan_out = static_cast<double>(w.size(0) * w.size(2) * w.size(3)) /
+                               static_cast<double>(conv->options.groups());
+        w.normal_(0.0, std::sqrt(2.0 / fan_out), gen);
+        if (conv->bias.defined()) conv->bias.zero_();
+      } else if (auto* linear = module->as<torch::nn::LinearImpl>()) {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
+        linear->weight.uniform_(-bound, bound, gen);
+        if (linear->bias.defined()) linear->bias.uniform_(-bound, bound, gen);
+      } else if (auto* bn = module->as<torch::nn::BatchNorm2dImpl>()) {
+        bn->weight.fill_(1.0);
+        bn->bias.zero_();
+        bn->running_mean.zero_();
+        bn->running_var.fill_(1.0);
+        bn->num_batches_tracked.zero_();
+      }
+    }
+  }
+}
+
+std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 1469598103934665603ULL) {
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+}  // namespace
+
+StageModel::StageModel(ModelSpec spec, std::vector<Stage> stages)
+    : spec_(std::move(spec)), stages_(std::move(stages)) {
+  TANDEM_ENFORCE(!stages_.empty(), "model '", spec_.name, "' has no stages");
+  // Boundary shapes from one eval-mode forward on a 2-sample batch (BatchNorm statistics
+  // are not updated in eval mode; training mode is restored afterwards).
+  std::vector<bool> was_training;
+  for (auto& s : stages_) {
+    was_training.push_back(s->is_training());
+    s->eval();
+  }
+  torch::NoGradGuard no_grad;
+  auto x = torch::zeros({2, spec_.channels, spec_.height, spec_.width});
+  boundary_shapes_.push_back(Shape(x.sizes().begin() + 1, x.sizes().end()));
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    x = stages_[i]->forward(x);
+    boundary_shapes_.push_back(Shape(x.sizes().begin() + 1, x.sizes().end()));
+  }
+  for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->train(was_training[i]);
+}
+
+Stage& StageModel::stage(int i) {
+  TANDEM_ENFORCE(i >= 0 && i < numStages(), "stage ", i, " of ", numStages());
+  return stages_[static_cast<std::size_t>(i)];
+}
+
+const Stage& StageModel::stage(int i) const {
+  TANDEM_ENFORCE(i >= 0 && i < numStages(), "stage ", i, " of ", numStages());
+  return stages_[static_cast<std::size_t>(i)];
+}
+
+Stage StageModel::range(int a, int b) const {
+  TANDEM_ENFORCE(0 <= a && a <= b && b <= numStages(), "stage range [", a, ", ", b, ") of ", numStages());
+  Stage seq;
+  for (int i = a; i < b; ++i) seq->push_back("stage" + std::to_string(i), stages_[static_cast<std::size_t>(i)]);
+  return seq;
+}
+
+torch::Tensor StageModel::forward(const torch::Tensor& x, int a, int b) const {
+  TANDEM_ENFORCE(0 <= a && a <= b && b <= numStages(), "stage range [", a, ", ", b, ") of ", numStages());
+  torch::Tensor y = x;
+  for (int i = a; i < b; ++i) {
+    Stage s = stages_[static_cast<std::size_t>(i)];  // a holder copy: forward() is not const
+    y = s->forward(y);
+  }
+  return y;
+}
+
+std::vector<torch::Tensor> StageModel::parameters(int a, int b) const {
+  std::vector<torch::Tensor> out;
+  for (int i = a; i < b; ++i) {
+    for (auto& p : stage(i)->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> StageModel::buffers(int a, int b) const {
+  std::vector<torch::Tensor> out;
+  for (int i = a; i < b; ++i) {
+    for (auto& p : stage(i)->buffers()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> StageModel::state(int a, int b) const {
+  std::vector<torch::Tensor> out;
+  for (int i = a; i < b; ++i) {
+    for (auto& p : stage(i)->parameters()) out.push_back(p);
+    for (auto& p : stage(i)->buffers()) out.push_back(p);
+  }
+  return out;
+}
+
+std::int64_t StageModel::parameterBytes(int i) const {
+  std::int64_t bytes = 0;
+  for (const auto& p : stage(i)->parameters()) bytes += p.numel() * static_cast<std::int64_t>(p.element_size());
+  return bytes;
+}
+
+std::string StageModel::fingerprint() const {
+  std::string text = spec_.name + "/" + std::to_string(stages_.size());
+  for (const auto& s : stages_) {
+    text += "|";
+    for (const auto& item : s->named_parameters()) {
+      text += item.key();
+      for (auto d : item.value().sizes()) text += "," + std::to_string(d);
+      text += ";";
+    }
+    for (const auto& item : s->named_buffers()) {
+      text += item.key();
+      for (auto d : item.value().sizes()) text += "," + std::to_string(d);
+      text += ";";
+    }
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(text)));
+  return buf;
+}
+
+void StageModel::train(bool on) {
+  for (auto& s : stages_) s->train(on);
+}
+
+void registerModel(const std::string& name, ModelFactory factory) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.factories.emplace(name, std::move(factory)).second) {
+    throw InvariantError("model '" + name + "' registered twice");
+  }
+}
+
+void registerBuiltinModels() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    registerModel("mlp", zoo::mlp);
+    registerModel("cnn", zoo::cnn);
+    registerModel("resnet18", zoo::resnet18);
+    registerModel("vgg11", zoo::vgg11);
+    registerModel("mobilenetv2", zoo::mobilenetv2);
+  });
+}
+
+std::vector<std::string> modelNames() {
+  registerBuiltinModels();
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::vector<std::string> names;
+  for (const auto& [n, f] : r.factories) names.push_back(n);
+  return names;
+}
+
+StageModel makeModel(const ModelSpec& spec, std::uint64_t seed) {
+  registerBuiltinModels();
+  ModelFactory factory;
+  {
+    auto& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.factories.find(spec.name);
+    if (it == r.factories.end()) {
+      std::vector<std::string> names;
+      for (const auto& [n, f] : r.factories) names.push_back(n);
+      std::string message = "unknown model '" + spec.name + "'";
+      if (auto guess = closestMatch(spec.name, names); !guess.empty()) message += " (did you mean '" + guess + "'?)";
+      throw ConfigError(message + "; known: " + join(names));
+    }
+    factory = it->second;
+  }
+  auto stages = factory(spec);
+  initialise(stages, seed);
+  return StageModel(spec, std::move(stages));
+}
+
+}  // namespace tandem::models

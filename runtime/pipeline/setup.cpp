@@ -1,0 +1,58 @@
+#include "runtime/pipeline/setup.h"
+
+#include "runtime/common/error.h"
+
+namespace tandem::pipeline {
+
+models::ModelSpec modelSpec(const config::Config& config) {
+  const data::DatasetInfo info = data::datasetInfo(config.data);
+  models::ModelSpec spec;
+  spec.name = config.model.name;
+  spec.channels = info.channels;
+  spec.height = info.height;
+  spec.width = info.width;
+  spec.num_classes = config.model.num_classes > 0 ? config.model.num_classes : info.num_classes;
+  if (spec.num_classes < info.num_classes) {
+    config::failAt(config, "model.num_classes",
+                   std::to_string(spec.num_classes) + " is fewer than the " + std::to_string(info.num_classes) +
+                       " classes of dataset '" + info.name + "'");
+  }
+  return spec;
+}
+
+models::StageModel buildModel(const config::Config& config) {
+  const auto spec = modelSpec(config);
+  try {
+    return models::makeModel(spec, config.run.seed);
+  } catch (const ConfigError& e) {
+    config::failAt(config, "model.name", e.what());
+  }
+}
+
+int initialSplitPoint(const config::Config& config, const models::StageModel& model) {
+  if (config.split.point > model.numStages()) {
+    config::failAt(config, "split.point",
+                   std::to_string(config.split.point) + " is beyond the " + std::to_string(model.numStages()) +
+                       " stages of model '" + model.spec().name + "' (valid: 0.." +
+                       std::to_string(model.numStages()) + ")");
+  }
+  return config.split.point;
+}
+
+std::shared_ptr<const data::Dataset> loadDataset(const config::Config& config, data::Split split) {
+  return data::makeDataset(config.data, split);
+}
+
+std::unique_ptr<data::BatchLoader> makeLoader(const config::Config& config,
+                                              std::shared_ptr<const data::Dataset> dataset, data::Split split) {
+  data::LoaderOptions options;
+  const bool train = split == data::Split::kTrain;
+  options.batch_size = train ? config.data.batch_size : config.data.test_batch_size;
+  options.shuffle = train && config.data.shuffle;
+  options.seed = config.run.seed;
+  options.max_batches = train ? config.data.max_train_batches : config.data.max_test_batches;
+  options.prefetch = config.data.prefetch;
+  return std::make_unique<data::BatchLoader>(std::move(dataset), options);
+}
+
+}  // namespace tandem::pipeline

@@ -1,0 +1,99 @@
+#include "runtime/pipeline/standalone.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "runtime/common/log.h"
+#include "runtime/optim/schedule.h"
+#include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/evaluate.h"
+#include "runtime/pipeline/setup.h"
+#include "runtime/telemetry/progress.h"
+
+namespace tandem::pipeline {
+
+using Clock = std::chrono::steady_clock;
+
+telemetry::RunSummary runStandalone(const config::Config& config, const std::atomic<bool>& stop) {
+  auto log = log::get("edge.standalone");
+  const auto start = Clock::now();
+  auto model = buildModel(config);
+  const int n = model.numStages();
+  auto train_set = loadDataset(config, data::Split::kTrain);
+  auto test_set = loadDataset(config, data::Split::kTest);
+  auto train_loader = makeLoader(config, train_set, data::Split::kTrain);
+  auto test_loader = makeLoader(config, test_set, data::Split::kTest);
+  optim::StageOptimizers optimizer(config.optimizer, model, 0, n);
+  log->info("standalone: model {} ({} stages), dataset {} ({} train / {} test samples, {} batches of {})",
+            config.model.name, n, config.data.dataset, train_set->size(), test_set->size(),
+            train_loader->batchesPerEpoch(), config.data.batch_size);
+
+  telemetry::RunSummary summary;
+  summary.role = "edge";
+  summary.mode = "standalone";
+  summary.run_name = config.run.name;
+  summary.model = config.model.name;
+  summary.dataset = config.data.dataset;
+  summary.epochs_planned = config.run.epochs;
+  const bool interactive = telemetry::Progress::stderrIsInteractive();
+
+  for (int epoch = 0; epoch < config.run.epochs && !stop; ++epoch) {
+    const auto epoch_start = Clock::now();
+    const double lr = optim::learningRate(config.optimizer, epoch, config.run.epochs);
+    optimizer.setLearningRate(lr);
+    model.train(true);
+    train_loader->startEpoch(epoch);
+    RunningStats stats;
+    char label[64];
+    std::snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, config.run.epochs);
+    telemetry::Progress progress(label, train_loader->batchesPerEpoch(), interactive);
+    while (auto batch = train_loader->next()) {
+      if (stop) break;
+      optimizer.zeroGrad();
+      auto logits = model.forward(batch->inputs, 0, n);
+      auto loss = torch::nn::functional::cross_entropy(logits, batch->labels);
+      loss.backward();
+      optimizer.step();
+      const auto correct = logits.detach().argmax(1).eq(batch->labels).sum().item<std::int64_t>();
+      stats.add(loss.item<double>(), correct, batch->size());
+      char status[64];
+      std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", stats.loss(), stats.accuracy() * 100);
+      progress.update(stats.steps, stats.samples, status);
+    }
+    progress.finish();
+    if (stop) break;
+    const double train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const auto test = evaluate(model, *test_loader, epoch, stop);
+    if (stop) break;
+
+    telemetry::EpochRecord record;
+    record.epoch = epoch;
+    record.learning_rate = lr;
+    record.train_loss = stats.loss();
+    record.train_accuracy = stats.accuracy();
+    record.test_loss = test.loss();
+    record.test_accuracy = test.accuracy();
+    record.train_samples = stats.samples;
+    record.steps = stats.steps;
+    record.train_seconds = train_seconds;
+    record.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    record.split_point = n;
+    record.staleness = 0;
+    summary.history.push_back(record);
+    log->info("epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s | lr {:.4g}",
+              epoch + 1, config.run.epochs, record.train_loss, record.train_accuracy * 100, record.test_loss,
+              record.test_accuracy * 100, record.samplesPerSecond(), record.epoch_seconds, lr);
+  }
+  train_loader->stop();
+  test_loader->stop();
+  summary.interrupted = stop.load();
+  summary.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto path = telemetry::writeSummary(config.run.output_dir, summary);
+  log->info("{}summary written to {}", summary.interrupted ? "interrupted; " : "", path);
+  return summary;
+}
+
+}  // namespace tandem::pipeline

@@ -1,0 +1,125 @@
+#include "runtime/telemetry/summary.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "runtime/common/error.h"
+
+namespace tandem::telemetry {
+
+std::int64_t RunSummary::totalSteps() const {
+  std::int64_t n = 0;
+  for (const auto& e : history) n += e.steps;
+  return n;
+}
+
+std::int64_t RunSummary::totalSamples() const {
+  std::int64_t n = 0;
+  for (const auto& e : history) n += e.train_samples;
+  return n;
+}
+
+double RunSummary::trainSamplesPerSecond() const {
+  double seconds = 0;
+  for (const auto& e : history) seconds += e.train_seconds;
+  return seconds > 0 ? static_cast<double>(totalSamples()) / seconds : 0.0;
+}
+
+std::string toJson(const RunSummary& s) {
+  using nlohmann::json;
+  json epochs = json::array();
+  json split_points = json::array();
+  json staleness = json::array();
+  for (const auto& e : s.history) {
+    epochs.push_back({{"epoch", e.epoch},
+                      {"learning_rate", e.learning_rate},
+                      {"train_loss", e.train_loss},
+                      {"train_accuracy", e.train_accuracy},
+                      {"test_loss", e.test_loss},
+                      {"test_accuracy", e.test_accuracy},
+                      {"train_samples", e.train_samples},
+                      {"steps", e.steps},
+                      {"train_seconds", e.train_seconds},
+                      {"epoch_seconds", e.epoch_seconds},
+                      {"samples_per_second", e.samplesPerSecond()},
+                      {"split_point", e.split_point},
+                      {"staleness", e.staleness},
+                      {"bytes_uplink", e.bytes_uplink},
+                      {"bytes_downlink", e.bytes_downlink}});
+    split_points.push_back(e.split_point);
+    staleness.push_back(e.staleness);
+  }
+  const bool any = !s.history.empty();
+  json out = {
+      {"role", s.role},
+      {"run_name", s.run_name},
+      {"mode", s.mode},
+      {"model", s.model},
+      {"dataset", s.dataset},
+      {"epochs", static_cast<int>(s.history.size())},
+      {"epochs_planned", s.epochs_planned},
+      {"interrupted", s.interrupted},
+      {"final_test_accuracy", any ? s.history.back().test_accuracy : 0.0},
+      {"final_test_loss", any ? s.history.back().test_loss : 0.0},
+      {"final_train_loss", any ? s.history.back().train_loss : 0.0},
+      {"final_train_accuracy", any ? s.history.back().train_accuracy : 0.0},
+      {"wall_seconds", s.wall_seconds},
+      {"train_samples", s.totalSamples()},
+      {"steps", s.totalSteps()},
+      {"train_samples_per_second", s.trainSamplesPerSecond()},
+      {"bytes_uplink", s.bytes_uplink},
+      {"bytes_downlink", s.bytes_downlink},
+      {"split_points", split_points},
+      {"staleness", staleness},
+      {"history", epochs},
+  };
+  return out.dump(2) + "\n";
+}
+
+void writeFileAtomically(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) throw Error("cannot create directory '" + target.parent_path().string() + "': " + ec.message());
+  }
+  const std::string temp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot write '" + temp + "': " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      ::unlink(temp.c_str());
+      throw Error("cannot write '" + temp + "': " + std::strerror(err));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    throw Error("cannot write '" + temp + "': " + std::strerror(err));
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    throw Error("cannot rename '" + temp + "' to '" + path + "': " + std::strerror(err));
+  }
+}
+
+std::string writeSummary(const std::string& output_dir, const RunSummary& summary) {
+  const std::string path = output_dir + "/summary-" + summary.role + ".json";
+  writeFileAtomically(path, toJson(summary));
+  return path;
+}
+
+}  // namespace tandem::telemetry

@@ -1,0 +1,60 @@
+#pragma once
+// The end-of-run summary: `<run.output_dir>/summary-<role>.json` (a contract other tools
+// read, shared/DESIGN.md). Accuracies are fractions in [0, 1]; times in seconds; byte
+// counts are payload + header bytes on the wire.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem::telemetry {
+
+struct EpochRecord {
+  int epoch = 0;  // 0-based
+  double learning_rate = 0.0;
+  double train_loss = 0.0;
+  double train_accuracy = 0.0;
+  double test_loss = 0.0;
+  double test_accuracy = 0.0;
+  std::int64_t train_samples = 0;
+  std::int64_t steps = 0;
+  double train_seconds = 0.0;  // the training part of the epoch, without evaluation
+  double epoch_seconds = 0.0;  // training and evaluation
+  int split_point = 0;
+  int staleness = 0;
+  std::uint64_t bytes_uplink = 0;
+  std::uint64_t bytes_downlink = 0;
+
+  double samplesPerSecond() const { return train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0; }
+};
+
+struct RunSummary {
+  std::string role;  // edge | cloud | standalone runs report role "edge"
+  std::string run_name;
+  std::string mode;  // standalone | split
+  std::string model;
+  std::string dataset;
+  int epochs_planned = 0;
+  bool interrupted = false;
+  double wall_seconds = 0.0;
+  std::uint64_t bytes_uplink = 0;
+  std::uint64_t bytes_downlink = 0;
+  std::vector<EpochRecord> history;
+
+  std::int64_t totalSteps() const;
+  std::int64_t totalSamples() const;
+  double trainSamplesPerSecond() const;  // over the training parts of all epochs
+};
+
+// The summary as JSON text (pretty-printed).
+std::string toJson(const RunSummary& summary);
+
+// Writes `<output_dir>/summary-<role>.json` atomically (temporary file, then rename),
+// creating the directory. Returns the path. Throws tandem::Error on an I/O failure.
+std::string writeSummary(const std::string& output_dir, const RunSummary& summary);
+
+// Writes `text` to `path` atomically: a temporary file in the same directory, fsync,
+// rename. Creates missing parent directories.
+void writeFileAtomically(const std::string& path, const std::string& text);
+
+}  // namespace tandem::telemetry

@@ -1,0 +1,144 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
+
+#include "runtime/common/error.h"
+#include "runtime/models/stage_model.h"
+
+namespace tandem::models {
+namespace {
+
+struct Case {
+  std::string name;
+  std::int64_t channels, height, width;
+};
+
+class ZooModel : public ::testing::TestWithParam<Case> {
+ protected:
+  ModelSpec spec() const {
+    const auto& c = GetParam();
+    return ModelSpec{c.name, c.channels, c.height, c.width, 10};
+  }
+};
+
+// Gradients of every parameter after a backward pass, in StageModel::parameters() order.
+std::vector<torch::Tensor> grads(const StageModel& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model.parameters(0, model.numStages())) out.push_back(p.grad().clone());
+  return out;
+}
+
+void zeroGrads(const StageModel& model) {
+  for (auto& p : model.parameters(0, model.numStages())) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+TEST_P(ZooModel, EverySplitPointEqualsTheWholeModel) {
+  StageModel model = makeModel(spec(), 5);
+  const int n = model.numStages();
+  ASSERT_GE(n, 4) << "a zoo model should offer several split points";
+  // Eval mode: BatchNorm uses its running statistics, so each forward is a pure function
+  // of the weights (train-mode statistics would also match, but would be updated twice).
+  model.train(false);
+  const auto x = torch::randn({3, spec().channels, spec().height, spec().width});
+  const auto labels = torch::tensor({1, 4, 7}, torch::kInt64);
+
+  zeroGrads(model);
+  const auto whole = model.forward(x, 0, n);
+  torch::nn::functional::cross_entropy(whole, labels).backward();
+  const auto reference = grads(model);
+
+  for (int p = 0; p <= n; ++p) {
+    SCOPED_TRACE("split point " + std::to_string(p));
+    zeroGrads(model);
+    // Edge: stages [0, p); the boundary tensor crosses "the network" as a detached leaf.
+    const auto edge_out = model.forward(x, 0, p);
+    auto boundary = edge_out.detach().requires_grad_(true);
+    const auto logits = model.forward(boundary, p, n);
+    EXPECT_TRUE(torch::allclose(logits, whole, 1e-5, 1e-6));
+    torch::nn::functional::cross_entropy(logits, labels).backward();
+    if (p > 0) edge_out.backward(boundary.grad());
+    const auto split_grads = grads(model);
+    ASSERT_EQ(split_grads.size(), reference.size());
+    for (std::size_t i = 0; i < reference.size(); ++i) {
+      ASSERT_TRUE(torch::allclose(split_grads[i], reference[i], 1e-4, 1e-6)) << "parameter " << i;
+    }
+  }
+}
+
+TEST_P(ZooModel, BoundaryShapesMatchActualActivations) {
+  StageModel model = makeModel(spec(), 1);
+  const auto& shapes = model.boundaryShapes();
+  ASSERT_EQ(static_cast<int>(shapes.size()), model.numStages() + 1);
+  EXPECT_EQ(shapes.front(), (Shape{spec().channels, spec().height, spec().width}));
+  EXPECT_EQ(shapes.back(), (Shape{10}));
+  model.train(false);
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({2, spec().channels, spec().height, spec().width});
+  for (int i = 0; i < model.numStages(); ++i) {
+    x = model.forward(x, i, i + 1);
+    EXPECT_EQ(Shape(x.sizes().begin() + 1, x.sizes().end()), shapes[static_cast<std::size_t>(i) + 1]) << "stage " << i;
+  }
+}
+
+TEST_P(ZooModel, InitialisationIsDeterministicFromTheSeed) {
+  StageModel a = makeModel(spec(), 11);
+  StageModel b = makeModel(spec(), 11);
+  StageModel c = makeModel(spec(), 12);
+  const auto sa = a.state(0, a.numStages());
+  const auto sb = b.state(0, b.numStages());
+  const auto sc = c.state(0, c.numStages());
+  ASSERT_EQ(sa.size(), sb.size());
+  bool any_different = false;
+  for (std::size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_TRUE(sa[i].equal(sb[i])) << "tensor " << i;
+    if (!sa[i].equal(sc[i])) any_different = true;
+  }
+  EXPECT_TRUE(any_different);
+  EXPECT_EQ(a.fingerprint(), c.fingerprint());
+}
+
+TEST_P(ZooModel, RangeSharesParameters) {
+  StageModel model = makeModel(spec(), 3);
+  const int n = model.numStages();
+  auto sub = model.range(1, n);
+  EXPECT_EQ(sub->parameters().size(), model.parameters(1, n).size());
+  EXPECT_EQ(sub->parameters().front().data_ptr(), model.parameters(1, n).front().data_ptr());
+  model.train(false);
+  sub->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, spec().channels, spec().height, spec().width});
+  const auto h = model.forward(x, 0, 1);
+  EXPECT_TRUE(torch::allclose(sub->forward(h), model.forward(x, 0, n), 1e-5, 1e-6));
+}
+
+INSTANTIATE_TEST_SUITE_P(Zoo, ZooModel,
+                         ::testing::Values(Case{"mlp", 1, 28, 28}, Case{"cnn", 1, 28, 28}, Case{"cnn", 3, 32, 32},
+                                           Case{"resnet18", 1, 28, 28}, Case{"resnet18", 3, 32, 32},
+                                           Case{"vgg11", 1, 28, 28}, Case{"vgg11", 3, 32, 32},
+                                           Case{"mobilenetv2", 1, 28, 28}, Case{"mobilenetv2", 3, 32, 32}),
+                         [](const auto& info) {
+                           return info.param.name + "_" + std::to_string(info.param.channels) + "x" +
+                                  std::to_string(info.param.height);
+                         });
+
+TEST(Zoo, RegistryListsAndRejects) {
+  EXPECT_EQ(modelNames(), (std::vector<std::string>{"cnn", "mlp", "mobilenetv2", "resnet18", "vgg11"}));
+  try {
+    makeModel(ModelSpec{"resnet19", 1, 28, 28, 10}, 1);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("unknown model 'resnet19' (did you mean 'resnet18'?)"));
+  }
+}
+
+TEST(Zoo, FingerprintDiffersAcrossArchitectures) {
+  EXPECT_NE(makeModel(ModelSpec{"cnn", 1, 28, 28, 10}, 1).fingerprint(),
+            makeModel(ModelSpec{"cnn", 1, 28, 28, 12}, 1).fingerprint());
+  EXPECT_NE(makeModel(ModelSpec{"cnn", 1, 28, 28, 10}, 1).fingerprint(),
+            makeModel(ModelSpec{"mlp", 1, 28, 28, 10}, 1).fingerprint());
+}
+
+}  // namespace
+}  // namespace tandem::models

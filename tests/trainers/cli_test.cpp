@@ -1,0 +1,145 @@
+// The command-line contract of edge_trainer (shared/DESIGN.md): --help, exit codes, and
+// config errors that name the file, the key path and the line, with no stack trace.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/trainers/process.h"
+
+namespace tandem {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::runCommand;
+namespace fs = std::filesystem;
+
+class EdgeTrainerCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tandem_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const auto path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  testing::ProcessResult edge(const std::string& args) { return runCommand(std::string(EDGE_TRAINER) + " " + args); }
+
+  fs::path dir_;
+};
+
+TEST_F(EdgeTrainerCli, HelpListsOptionsAndExitsZero) {
+  const auto r = edge("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* option : {"--config", "--set", "--standalone", "--log-format", "Exit codes"}) {
+    EXPECT_THAT(r.output, HasSubstr(option));
+  }
+}
+
+TEST_F(EdgeTrainerCli, MissingConfigOptionIsUsageError) {
+  const auto r = edge("");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--config is required"));
+}
+
+TEST_F(EdgeTrainerCli, UnknownOptionIsUsageError) {
+  const auto r = edge("--config x.yaml --frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--frobnicate"));
+}
+
+TEST_F(EdgeTrainerCli, MissingConfigFile) {
+  const auto r = edge("--config /nonexistent/x.yaml --standalone");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("cannot read config file '/nonexistent/x.yaml'"));
+}
+
+TEST_F(EdgeTrainerCli, ConfigErrorsNameFileKeyAndLine) {
+  const auto typo = write("typo.yaml", "run:\n  epochs: 1\noptimizer:\n  lr: 0.1\n  momentun: 0.9\n");
+  auto r = edge("--config " + typo + " --standalone");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr(typo + ":5:3: unknown key 'optimizer.momentun' (did you mean 'optimizer.momentum'?)"));
+  EXPECT_THAT(r.output, Not(HasSubstr("terminate")));
+
+  const auto type = write("type.yaml", "data:\n  batch_size: lots\n");
+  r = edge("--config " + type + " --standalone");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr(type + ":2:15: data.batch_size: expected an integer, got 'lots'"));
+
+  const auto range = write("range.yaml", "run:\n  epochs: 0\n");
+  r = edge("--config " + range + " --standalone");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("run.epochs: must be between 1 and 100000, got 0"));
+}
+
+TEST_F(EdgeTrainerCli, ErrorsFoundAfterParsingPointAtTheKey) {
+  const auto model = write("model.yaml", "data: {dataset: synthetic}\nmodel:\n  name: resnet81\n");
+  auto r = edge("--config " + model + " --standalone");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr(model + ":3:9: model.name: unknown model 'resnet81' (did you mean 'resnet18'?)"));
+
+  const auto data = write("data.yaml", "data: {dataset: fashion_mnist, path: /nonexistent/fmnist}\n");
+  r = edge("--config " + data + " --standalone");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("cannot open '/nonexistent/fmnist/train-images-idx3-ubyte.gz'"));
+}
+
+TEST_F(EdgeTrainerCli, SetOverridesAreValidatedToo) {
+  const auto ok = write("ok.yaml", "data: {dataset: synthetic}\n");
+  auto r = edge("--config " + ok + " --standalone --set run.epochs=-1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--set run.epochs=-1: run.epochs: must be between 1 and 100000"));
+  r = edge("--config " + ok + " --standalone --set data.batchsize=3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("did you mean 'data.batch_size'?"));
+}
+
+TEST_F(EdgeTrainerCli, StandaloneRunWritesSummary) {
+  const auto cfg = write("run.yaml", R"(
+run: {name: cli, epochs: 1}
+data:
+  dataset: synthetic
+  batch_size: 16
+  synthetic: {train_size: 64, test_size: 32, height: 8, width: 8}
+model: {name: mlp}
+)");
+  const auto r = edge("--config " + cfg + " --standalone --set run.output_dir=" + (dir_ / "out").string() +
+                      " --log-format json");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(R"("component":"edge.standalone")"));
+  std::ifstream in(dir_ / "out" / "summary-edge.json");
+  ASSERT_TRUE(in);
+  const auto json = nlohmann::json::parse(in);
+  EXPECT_EQ(json["epochs"], 1);
+  EXPECT_EQ(json["train_samples"], 64);
+}
+
+TEST_F(EdgeTrainerCli, SigintStopsCleanlyWithSummary) {
+  const auto cfg = write("long.yaml", R"(
+run: {name: long, epochs: 1000}
+data: {dataset: synthetic, synthetic: {train_size: 4096, height: 16, width: 16}}
+model: {name: cnn}
+)");
+  const auto out = (dir_ / "out").string();
+  // Start in the background, interrupt after a moment, wait for it.
+  const auto r = runCommand("sh -c '" + std::string(EDGE_TRAINER) + " --config " + cfg +
+                            " --standalone --set run.output_dir=" + out +
+                            " & pid=$!; sleep 3; kill -INT $pid; wait $pid; echo exit=$?'");
+  EXPECT_THAT(r.output, HasSubstr("exit=130"));
+  EXPECT_THAT(r.output, HasSubstr("interrupt"));
+  std::ifstream in(fs::path(out) / "summary-edge.json");
+  ASSERT_TRUE(in) << r.output;
+  EXPECT_TRUE(nlohmann::json::parse(in)["interrupted"].get<bool>());
+}
+
+}  // namespace
+}  // namespace tandem
