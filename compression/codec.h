@@ -8,7 +8,10 @@
 // buffers so it is cheap to build, benchmark and fuzz. runtime/ adapts tensors to it.
 //
 // Threading: Codec objects are immutable after construction; encode() and decode() may be
-// called concurrently from any number of threads.
+// called concurrently from any number of threads. The builtin codecs split tensors of 2 MiB
+// and more across cores with oneTBB, in the calling thread's task arena: call them inside a
+// tbb::task_arena to bound the threads they use. Their payloads do not depend on the
+// number of threads.
 
 #include <cstddef>
 #include <cstdint>
