@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and trains `cnn` on Fashion-MNIST (configs/fashion_mnist_cnn.yaml).
-#   scripts/demo.sh                       # the full demo (3 epochs)
-#   scripts/demo.sh --set run.epochs=1    # extra arguments go to the trainer
+# Installs what is missing, builds, and trains `cnn` on Fashion-MNIST split in two: a
+# cloud_trainer and an edge_trainer on 127.0.0.1 (configs/fashion_mnist_cnn.yaml).
+#   scripts/demo.sh                         # the full demo (3 epochs, a few minutes)
+#   scripts/demo.sh --set run.epochs=1      # extra arguments go to both trainers
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${TANDEM_BUILD_DIR:-$root/build}
@@ -11,7 +12,32 @@ export TANDEM_BUILD_DIR=$build
 "$root/scripts/build.sh"
 cd "$root"
 config=configs/fashion_mnist_cnn.yaml
-echo "demo: standalone training of $config"
-"$build/trainers/edge_trainer" --config "$config" --standalone "$@"
-echo "demo: runs/fashion_mnist_cnn/summary-edge.json:"
-sed -n '1,/"history"/p' runs/fashion_mnist_cnn/summary-edge.json
+out=runs/demo
+work=$(mktemp -d)
+cloud_pid=
+cleanup() {
+  if [[ -n "$cloud_pid" ]] && kill -0 "$cloud_pid" 2>/dev/null; then kill "$cloud_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "demo: starting cloud_trainer on 127.0.0.1 (log: $out/cloud.log)"
+mkdir -p "$out"
+"$build/trainers/cloud_trainer" --config "$config" --set run.output_dir="$out" \
+  --set link.endpoint='tcp://127.0.0.1:*' --set link.accept_timeout_s=120 \
+  --endpoint-file "$work/endpoint" "$@" >"$out/cloud.log" 2>&1 &
+cloud_pid=$!
+for _ in $(seq 1 600); do
+  [[ -s "$work/endpoint" ]] && break
+  if ! kill -0 "$cloud_pid" 2>/dev/null; then cat "$out/cloud.log"; echo "demo: cloud_trainer failed" >&2; exit 1; fi
+  sleep 0.1
+done
+endpoint=$(cat "$work/endpoint")
+echo "demo: cloud listening at $endpoint; starting edge_trainer"
+"$build/trainers/edge_trainer" --config "$config" --set run.output_dir="$out" --set link.endpoint="$endpoint" "$@"
+wait "$cloud_pid"
+cloud_pid=
+echo
+echo "demo: $out/summary-edge.json:"
+sed -n '1,/"history"/p' "$out/summary-edge.json"
+echo "demo: the cloud's view is in $out/summary-cloud.json, its log in $out/cloud.log"

@@ -14,7 +14,11 @@
 #include "runtime/common/error.h"
 #include "runtime/common/log.h"
 #include "runtime/config/config.h"
+#include "runtime/pipeline/cloud.h"
+#include "runtime/pipeline/edge.h"
+#include "runtime/pipeline/link.h"
 #include "runtime/pipeline/standalone.h"
+#include "runtime/telemetry/summary.h"
 
 namespace tandem::app {
 namespace {
@@ -63,8 +67,16 @@ int trainerMain(Role role, int argc, char** argv) {
       ->type_name("KEY=VALUE")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bool keep_serving = false;
+  std::string endpoint_file;
   if (role == Role::kEdge) {
     cli.add_flag("--standalone", standalone, "Train the whole model in this process (the no-network baseline)");
+  } else {
+    cli.add_flag("--keep-serving", keep_serving,
+                 "Keep serving new edges after a run ends (default: exit when the last edge's run ends)");
+    cli.add_option("--endpoint-file", endpoint_file,
+                   "Write the bound endpoint to FILE once listening (useful with link.endpoint: tcp://127.0.0.1:*)")
+        ->type_name("FILE");
   }
   cli.add_option("--log-level", log_level, "Override log.level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -95,7 +107,27 @@ int trainerMain(Role role, int argc, char** argv) {
       const auto summary = pipeline::runStandalone(config, g_stop);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
-    throw ConfigError(program + ": split training is not available in this build; run with --standalone");
+    if (role == Role::kEdge) {
+      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"));
+      const auto summary = edge.run(g_stop);
+      return summary.interrupted ? kExitInterrupted : kExitOk;
+    }
+    auto transport = pipeline::makeTransport(config, "cloud");
+    pipeline::CloudTrainer cloud(config, std::move(transport), {keep_serving});
+    if (!endpoint_file.empty()) telemetry::writeFileAtomically(endpoint_file, cloud.endpoint() + "\n");
+    switch (cloud.run(g_stop)) {
+      case pipeline::CloudOutcome::kCompleted: return kExitOk;
+      case pipeline::CloudOutcome::kInterrupted: return kExitInterrupted;
+      case pipeline::CloudOutcome::kNoEdge:
+        std::fprintf(stderr, "%s: error: no edge connected to %s within link.accept_timeout_s = %g s\n",
+                     program.c_str(), config.link.endpoint.c_str(), config.link.accept_timeout_s);
+        return kExitFailure;
+      case pipeline::CloudOutcome::kFailed:
+        std::fprintf(stderr, "%s: error: the edge's run did not complete (it went silent or stopped early)\n",
+                     program.c_str());
+        return kExitFailure;
+    }
+    return kExitFailure;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "%s: config error: %s\n", program.c_str(), e.what());
     return kExitUsage;

@@ -360,6 +360,8 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readDouble("connect_timeout_s", c.link.connect_timeout_s, 0.0, 86400.0, true);
     s.readDouble("heartbeat_interval_s", c.link.heartbeat_interval_s, 0.0, 3600.0, true);
     s.readDouble("peer_timeout_s", c.link.peer_timeout_s, 0.0, 86400.0, true);
+    s.readDouble("accept_timeout_s", c.link.accept_timeout_s, 0.0, 1e7);
+    s.readDouble("max_message_mb", c.link.max_message_mb, 0.0, 65536.0, true);
     if (c.link.peer_timeout_s <= c.link.heartbeat_interval_s) {
       s.valueError("peer_timeout_s", s.raw("peer_timeout_s"),
                    "must be longer than link.heartbeat_interval_s (" +

@@ -105,6 +105,8 @@ struct LinkConfig {
   double connect_timeout_s = 30.0;   // edge: give up if the cloud is not up by then
   double heartbeat_interval_s = 1.0;
   double peer_timeout_s = 15.0;      // peer considered gone after this much silence
+  double accept_timeout_s = 0.0;     // cloud: give up if no edge arrives by then; 0: wait forever
+  double max_message_mb = 256.0;     // largest tensor accepted from the network
   EmulateConfig emulate;
 };
 

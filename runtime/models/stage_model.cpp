@@ -67,6 +67,12 @@ std::uint64_t fnv1a(const std::string& text, std::uint64_t hash = 14695981039346
 
 }  // namespace
 
+std::shared_ptr<torch::nn::Module> StageImpl::clone(const torch::optional<torch::Device>& device) const {
+  auto copy = std::make_shared<StageImpl>();
+  for (const auto& module : *this) copy->push_back(module.clone(device));
+  return copy;
+}
+
 StageModel::StageModel(ModelSpec spec, std::vector<Stage> stages)
     : spec_(std::move(spec)), stages_(std::move(stages)) {
   TANDEM_ENFORCE(!stages_.empty(), "model '", spec_.name, "' has no stages");

@@ -28,10 +28,14 @@ using Shape = std::vector<std::int64_t>;
 
 // One stage: a Sequential whose forward() is not a template, so stages (and blocks built
 // from Sequentials) can nest inside other Sequentials.
+// clone() gives a deep copy that is again a Stage (the retain replay mode stashes weights
+// by cloning the edge's stages); every module inside a stage is Cloneable.
 class StageImpl : public torch::nn::SequentialImpl {
  public:
   using SequentialImpl::SequentialImpl;
   torch::Tensor forward(torch::Tensor x) { return SequentialImpl::forward(std::move(x)); }
+  std::shared_ptr<torch::nn::Module> clone(
+      const torch::optional<torch::Device>& device = torch::nullopt) const override;
 };
 TORCH_MODULE(Stage);
 

@@ -17,10 +17,17 @@ namespace tandem::pipeline {
 
 using Clock = std::chrono::steady_clock;
 
+StandaloneTrainer::StandaloneTrainer(config::Config config) : config_(std::move(config)), model_(buildModel(config_)) {}
+
 telemetry::RunSummary runStandalone(const config::Config& config, const std::atomic<bool>& stop) {
+  return StandaloneTrainer(config).run(stop);
+}
+
+telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
+  const config::Config& config = config_;
+  auto& model = model_;
   auto log = log::get("edge.standalone");
   const auto start = Clock::now();
-  auto model = buildModel(config);
   const int n = model.numStages();
   auto train_set = loadDataset(config, data::Split::kTrain);
   auto test_set = loadDataset(config, data::Split::kTest);

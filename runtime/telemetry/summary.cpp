@@ -30,11 +30,21 @@ double RunSummary::trainSamplesPerSecond() const {
   return seconds > 0 ? static_cast<double>(totalSamples()) / seconds : 0.0;
 }
 
+std::vector<int> RunSummary::splitPoints() const {
+  std::vector<int> out;
+  for (const auto& e : history) out.push_back(e.split_point);
+  return out;
+}
+
+std::vector<int> RunSummary::staleness() const {
+  std::vector<int> out;
+  for (const auto& e : history) out.push_back(e.staleness);
+  return out;
+}
+
 std::string toJson(const RunSummary& s) {
   using nlohmann::json;
   json epochs = json::array();
-  json split_points = json::array();
-  json staleness = json::array();
   for (const auto& e : s.history) {
     epochs.push_back({{"epoch", e.epoch},
                       {"learning_rate", e.learning_rate},
@@ -51,8 +61,6 @@ std::string toJson(const RunSummary& s) {
                       {"staleness", e.staleness},
                       {"bytes_uplink", e.bytes_uplink},
                       {"bytes_downlink", e.bytes_downlink}});
-    split_points.push_back(e.split_point);
-    staleness.push_back(e.staleness);
   }
   const bool any = !s.history.empty();
   json out = {
@@ -74,8 +82,8 @@ std::string toJson(const RunSummary& s) {
       {"train_samples_per_second", s.trainSamplesPerSecond()},
       {"bytes_uplink", s.bytes_uplink},
       {"bytes_downlink", s.bytes_downlink},
-      {"split_points", split_points},
-      {"staleness", staleness},
+      {"split_points", s.splitPoints()},
+      {"staleness", s.staleness()},
       {"history", epochs},
   };
   return out.dump(2) + "\n";

@@ -44,6 +44,8 @@ struct RunSummary {
   std::int64_t totalSteps() const;
   std::int64_t totalSamples() const;
   double trainSamplesPerSecond() const;  // over the training parts of all epochs
+  std::vector<int> splitPoints() const;   // one per epoch
+  std::vector<int> staleness() const;     // K, one per epoch
 };
 
 // The summary as JSON text (pretty-printed).

@@ -3,6 +3,7 @@
 //   1–7: the seven inverted-residual groups (t, c, n, s) = (1,16,1,1) (6,24,2,1)
 //        (6,32,3,2) (6,64,4,2) (6,96,3,1) (6,160,3,2) (6,320,1,1)
 //   8: conv1x1 320→1280, BN, ReLU6, global average pool, flatten, 1280→classes
+#include <torch/nn/cloneable.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
@@ -23,16 +24,21 @@ Stage convBnRelu6(std::int64_t in, std::int64_t out, std::int64_t kernel, std::i
       nn::BatchNorm2d(out), nn::ReLU6());
 }
 
-class InvertedResidualImpl : public nn::Module {
+// Cloneable (submodules built in reset()) so stages can be deep-copied.
+class InvertedResidualImpl : public nn::Cloneable<InvertedResidualImpl> {
  public:
   InvertedResidualImpl(std::int64_t in, std::int64_t out, std::int64_t stride, std::int64_t expand)
-      : residual_(stride == 1 && in == out) {
-    const std::int64_t hidden = in * expand;
+      : in_(in), out_(out), stride_(stride), expand_(expand), residual_(stride == 1 && in == out) {
+    reset();
+  }
+
+  void reset() override {
+    const std::int64_t hidden = in_ * expand_;
     Stage body;
-    if (expand != 1) body->push_back(convBnRelu6(in, hidden, 1, 1));
-    body->push_back(convBnRelu6(hidden, hidden, 3, stride, hidden));  // depthwise
-    body->push_back(nn::Conv2d(nn::Conv2dOptions(hidden, out, 1).bias(false)));
-    body->push_back(nn::BatchNorm2d(out));
+    if (expand_ != 1) body->push_back(convBnRelu6(in_, hidden, 1, 1));
+    body->push_back(convBnRelu6(hidden, hidden, 3, stride_, hidden));  // depthwise
+    body->push_back(nn::Conv2d(nn::Conv2dOptions(hidden, out_, 1).bias(false)));
+    body->push_back(nn::BatchNorm2d(out_));
     body_ = register_module("body", body);
   }
 
@@ -42,6 +48,7 @@ class InvertedResidualImpl : public nn::Module {
   }
 
  private:
+  std::int64_t in_, out_, stride_, expand_;
   bool residual_;
   Stage body_{nullptr};
 };

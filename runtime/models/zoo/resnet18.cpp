@@ -3,6 +3,7 @@
 //   1–2: layer1 (64), 3–4: layer2 (128, /2), 5–6: layer3 (256, /2), 7–8: layer4 (512, /2),
 //   one BasicBlock per stage
 //   9: global average pool, flatten, 512→classes
+#include <torch/nn/cloneable.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -21,17 +22,22 @@ nn::Conv2d conv3x3(std::int64_t in, std::int64_t out, std::int64_t stride) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
 }
 
-class BasicBlockImpl : public nn::Module {
+// Cloneable (submodules built in reset()) so stages can be deep-copied.
+class BasicBlockImpl : public nn::Cloneable<BasicBlockImpl> {
  public:
-  BasicBlockImpl(std::int64_t in, std::int64_t out, std::int64_t stride)
-      : conv1_(register_module("conv1", conv3x3(in, out, stride))),
-        bn1_(register_module("bn1", nn::BatchNorm2d(out))),
-        conv2_(register_module("conv2", conv3x3(out, out, 1))),
-        bn2_(register_module("bn2", nn::BatchNorm2d(out))) {
-    if (stride != 1 || in != out) {
+  BasicBlockImpl(std::int64_t in, std::int64_t out, std::int64_t stride) : in_(in), out_(out), stride_(stride) {
+    reset();
+  }
+
+  void reset() override {
+    conv1_ = register_module("conv1", conv3x3(in_, out_, stride_));
+    bn1_ = register_module("bn1", nn::BatchNorm2d(out_));
+    conv2_ = register_module("conv2", conv3x3(out_, out_, 1));
+    bn2_ = register_module("bn2", nn::BatchNorm2d(out_));
+    if (stride_ != 1 || in_ != out_) {
       shortcut_ = register_module(
-          "shortcut", Stage(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)),
-                                     nn::BatchNorm2d(out)));
+          "shortcut", Stage(nn::Conv2d(nn::Conv2dOptions(in_, out_, 1).stride(stride_).bias(false)),
+                            nn::BatchNorm2d(out_)));
     }
   }
 
@@ -43,10 +49,11 @@ class BasicBlockImpl : public nn::Module {
   }
 
  private:
-  nn::Conv2d conv1_;
-  nn::BatchNorm2d bn1_;
-  nn::Conv2d conv2_;
-  nn::BatchNorm2d bn2_;
+  std::int64_t in_, out_, stride_;
+  nn::Conv2d conv1_{nullptr};
+  nn::BatchNorm2d bn1_{nullptr};
+  nn::Conv2d conv2_{nullptr};
+  nn::BatchNorm2d bn2_{nullptr};
   Stage shortcut_{nullptr};
 };
 TORCH_MODULE(BasicBlock);

@@ -1,0 +1,380 @@
+#include "runtime/pipeline/cloud.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <random>
+#include <unistd.h>
+
+#include "runtime/common/log.h"
+#include "runtime/common/strings.h"
+#include "runtime/optim/schedule.h"
+#include "runtime/pipeline/link.h"
+
+namespace tandem::pipeline {
+
+using Clock = std::chrono::steady_clock;
+using transport::ErrorCode;
+using transport::Message;
+using transport::MessageType;
+using transport::WireError;
+
+struct CloudTrainer::Session {
+  std::uint64_t id = 0;
+  std::string peer;
+  transport::Hello hello;
+  std::unique_ptr<models::StageModel> model;
+  int split = 0;
+  int stages = 0;
+  std::unique_ptr<optim::StageOptimizers> optimizer;
+  transport::CodecCache codecs;
+  std::uint64_t next_step = 0;
+  int epoch = -1;
+  int staleness = 0;
+  bool epoch_open = false;
+  double lr = 0.0;
+  RunningStats train;
+  RunningStats eval;
+  Clock::time_point start;
+  Clock::time_point epoch_start;
+  double train_seconds = 0.0;
+  std::uint64_t bytes_up = 0;
+  std::uint64_t bytes_down = 0;
+  std::uint64_t epoch_bytes_up = 0;
+  std::uint64_t epoch_bytes_down = 0;
+  telemetry::RunSummary summary;
+};
+
+namespace {
+
+std::uint64_t randomSessionId() {
+  std::random_device device;
+  std::uint64_t id = 0;
+  while (id == 0) id = (std::uint64_t{device()} << 32) | device();
+  return id;
+}
+
+}  // namespace
+
+CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
+                           CloudOptions options)
+    : config_(std::move(config)),
+      options_(options),
+      log_(log::get("cloud.pipeline")),
+      transport_(std::move(transport)) {
+  // Validate what this side owns now, pointing at the keys, rather than at the first edge.
+  const auto reference = buildModel(config_);
+  initialSplitPoint(config_, reference);
+  if (config_.compression.downlink != "none") {
+    try {
+      transport::CodecCache codecs;
+      codecs.get(config_.compression.downlink);
+    } catch (const std::exception& e) {
+      config::failAt(config_, "compression.downlink", e.what());
+    }
+  }
+}
+
+CloudTrainer::~CloudTrainer() = default;
+
+void CloudTrainer::reply(Session* s, const std::string& peer, Message message) {
+  message.peer = peer;
+  if (s) {
+    message.header.session = s->id;
+    const auto bytes = wireBytes(message);
+    s->bytes_down += bytes;
+    s->epoch_bytes_down += bytes;
+  }
+  transport_->send(std::move(message));
+}
+
+void CloudTrainer::replyError(const std::string& peer, ErrorCode code, const std::string& text, std::uint64_t session) {
+  Message message(MessageType::kError, transport::ErrorInfo{code, text});
+  message.header.session = session;
+  message.peer = peer;
+  transport_->send(std::move(message));
+}
+
+void CloudTrainer::onHello(Message& message) {
+  const auto& hello = std::get<transport::Hello>(message.body);
+  if (sessions_.count(message.peer)) {
+    throw WireError(ErrorCode::kUnexpected, "this edge already has a session; Hello is sent once");
+  }
+  auto model = std::make_unique<models::StageModel>(buildModel(config_));
+  std::vector<std::string> differences;
+  const auto differ = [&](const std::string& what, const std::string& edge, const std::string& cloud) {
+    if (edge != cloud) differences.push_back(what + ": edge " + edge + ", cloud " + cloud);
+  };
+  differ("model", "'" + hello.model + "'", "'" + config_.model.name + "'");
+  if (hello.model == config_.model.name) {
+    differ("architecture fingerprint (input shape or classes differ)", hello.fingerprint, model->fingerprint());
+  }
+  differ("stages", std::to_string(hello.num_stages), std::to_string(model->numStages()));
+  if (!config_.split.automatic) {
+    differ("split point", std::to_string(hello.split_point), std::to_string(config_.split.point));
+  }
+  differ("batch size", std::to_string(hello.batch_size), std::to_string(config_.data.batch_size));
+  if (hello.split_point > static_cast<std::uint32_t>(model->numStages())) {
+    differences.push_back("split point " + std::to_string(hello.split_point) + " is beyond the model");
+  }
+  if (hello.epochs == 0) differences.push_back("epochs: edge asks for 0");
+  if (!differences.empty()) {
+    ++refused_;
+    const std::string text = "handshake refused: " + join(differences, "; ");
+    log_->error("edge '{}': {}", hello.edge_name, text);
+    replyError(message.peer, ErrorCode::kHandshake, text, 0);
+    return;
+  }
+
+  auto s = std::make_unique<Session>();
+  s->id = randomSessionId();
+  s->peer = message.peer;
+  s->hello = hello;
+  s->split = static_cast<int>(hello.split_point);
+  s->stages = model->numStages();
+  s->model = std::move(model);
+  s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split, s->stages);
+  s->start = Clock::now();
+  s->bytes_up = message.wire_bytes;
+  s->summary.role = "cloud";
+  s->summary.mode = "split";
+  s->summary.run_name = hello.run_name;
+  s->summary.model = hello.model;
+  s->summary.dataset = config_.data.dataset;
+  s->summary.epochs_planned = static_cast<int>(hello.epochs);
+
+  Message welcome(MessageType::kWelcome, transport::Welcome{});
+  auto& body = std::get<transport::Welcome>(welcome.body);
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  body.cloud_name = host;
+  body.split_point = hello.split_point;
+  const auto state = s->model->state(0, s->split);
+  body.weight_tensors = static_cast<std::uint32_t>(state.size());
+  for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
+  log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs",
+             s->id, hello.edge_name, hello.run_name, hello.model, s->split, s->stages, hello.staleness, hello.replay,
+             hello.uplink_codec, hello.epochs);
+  Session* raw = s.get();
+  sessions_[message.peer] = std::move(s);
+  reply(raw, message.peer, std::move(welcome));
+}
+
+void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
+  const std::int64_t max_batch = train ? config_.data.batch_size : config_.data.test_batch_size;
+  expectTensorCount(message, 2);
+  const auto& boundary = s.model->boundaryShapes()[static_cast<std::size_t>(s.split)];
+  const auto batch = expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, max_batch, "activation");
+  const auto labels_batch = expectBatchTensor(message, 1, transport::DType::kInt64, {}, max_batch, "labels");
+  if (labels_batch != batch) {
+    throw WireError(ErrorCode::kInvalidTensor, "labels for " + std::to_string(labels_batch) + " samples, activation for " +
+                                                   std::to_string(batch));
+  }
+  if (train && message.header.step != s.next_step) {
+    throw WireError(ErrorCode::kUnexpected, "training step " + std::to_string(message.header.step) + ", expected " +
+                                                std::to_string(s.next_step));
+  }
+  if (train && !s.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
+  auto activation = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), s.codecs);
+  auto labels = transport::frameToTensor(message.header.tensors[1], std::move(message.payloads[1]), s.codecs);
+  const auto classes = s.model->spec().num_classes;
+  if (labels.min().item<std::int64_t>() < 0 || labels.max().item<std::int64_t>() >= classes) {
+    throw WireError(ErrorCode::kInvalidTensor, "labels outside 0.." + std::to_string(classes - 1));
+  }
+
+  if (!train) {
+    torch::NoGradGuard no_grad;
+    s.model->train(false);
+    const auto logits = s.model->forward(activation, s.split, s.stages);
+    const double loss = torch::nn::functional::cross_entropy(logits, labels).item<double>();
+    const auto correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
+    s.eval.add(loss, correct, batch);
+    s.model->train(true);
+    Message result(MessageType::kEvalResult, transport::StepResult{loss, correct, batch});
+    result.header.epoch = message.header.epoch;
+    result.header.step = message.header.step;
+    reply(&s, s.peer, std::move(result));
+    return;
+  }
+
+  s.model->train(true);
+  s.optimizer->zeroGrad();
+  if (s.split > 0) activation = activation.detach().requires_grad_(true);
+  const auto logits = s.model->forward(activation, s.split, s.stages);
+  const auto loss_tensor = torch::nn::functional::cross_entropy(logits, labels);
+  loss_tensor.backward();
+  s.optimizer->step();
+  const double loss = loss_tensor.item<double>();
+  const auto correct = logits.detach().argmax(1).eq(labels).sum().item<std::int64_t>();
+  s.train.add(loss, correct, batch);
+  ++s.next_step;
+
+  Message result(MessageType::kGradients, transport::StepResult{loss, correct, batch});
+  result.header.epoch = message.header.epoch;
+  result.header.step = message.header.step;
+  if (s.split > 0) addTensor(result, activation.grad(), config_.compression.downlink, s.codecs);
+  reply(&s, s.peer, std::move(result));
+}
+
+void CloudTrainer::closeEpoch(Session& s) {
+  if (s.epoch < 0 || s.train.steps == 0) return;
+  telemetry::EpochRecord record;
+  record.epoch = s.epoch;
+  record.learning_rate = s.lr;
+  record.train_loss = s.train.loss();
+  record.train_accuracy = s.train.accuracy();
+  record.test_loss = s.eval.loss();
+  record.test_accuracy = s.eval.accuracy();
+  record.train_samples = s.train.samples;
+  record.steps = s.train.steps;
+  record.train_seconds = s.train_seconds;
+  record.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
+  record.split_point = s.split;
+  record.staleness = s.staleness;
+  record.bytes_uplink = s.epoch_bytes_up;
+  record.bytes_downlink = s.epoch_bytes_down;
+  s.summary.history.push_back(record);
+  log_->info("session {:016x} epoch {}: train loss {:.4f} acc {:.2f}% | test acc {:.2f}% | {:.0f} samples/s", s.id,
+             s.epoch + 1, record.train_loss, record.train_accuracy * 100, record.test_accuracy * 100,
+             record.samplesPerSecond());
+  s.train = {};
+  s.eval = {};
+  s.epoch_bytes_up = 0;
+  s.epoch_bytes_down = 0;
+}
+
+void CloudTrainer::onEpochBegin(Session& s, Message& message) {
+  closeEpoch(s);
+  const auto& info = std::get<transport::EpochInfo>(message.body);
+  const int epoch = static_cast<int>(message.header.epoch);
+  if (epoch <= s.epoch || epoch >= static_cast<int>(s.hello.epochs)) {
+    throw WireError(ErrorCode::kUnexpected, "epoch " + std::to_string(epoch) + " after epoch " + std::to_string(s.epoch) +
+                                                " of " + std::to_string(s.hello.epochs));
+  }
+  s.epoch = epoch;
+  s.staleness = static_cast<int>(info.staleness);
+  s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
+  s.optimizer->setLearningRate(s.lr);
+  s.epoch_open = true;
+  s.epoch_start = Clock::now();
+}
+
+void CloudTrainer::onEpochEnd(Session& s, Message& message) {
+  if (!s.epoch_open || static_cast<int>(message.header.epoch) != s.epoch) {
+    throw WireError(ErrorCode::kUnexpected, "EpochEnd for epoch " + std::to_string(message.header.epoch) +
+                                                " which is not in progress");
+  }
+  s.epoch_open = false;
+  s.train_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
+  Message ack(MessageType::kEpochAck, transport::EpochInfo{static_cast<std::uint32_t>(s.staleness), s.train.steps,
+                                                           s.train.loss(), s.train.accuracy()});
+  ack.header.epoch = message.header.epoch;
+  reply(&s, s.peer, std::move(ack));
+}
+
+void CloudTrainer::endSession(const std::string& peer, bool completed, const std::string& reason) {
+  auto it = sessions_.find(peer);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  closeEpoch(s);
+  s.summary.interrupted = !completed;
+  s.summary.wall_seconds = std::chrono::duration<double>(Clock::now() - s.start).count();
+  s.summary.bytes_uplink = s.bytes_up;
+  s.summary.bytes_downlink = s.bytes_down;
+  try {
+    const auto path = telemetry::writeSummary(config_.run.output_dir, s.summary);
+    log_->info("session {:016x} ended ({}): summary written to {}", s.id, reason, path);
+  } catch (const std::exception& e) {
+    log_->error("session {:016x} ended ({}) but its summary could not be written: {}", s.id, reason, e.what());
+  }
+  (completed ? completed_ : failed_)++;
+  last_completed_ = completed;
+  last_summary_ = s.summary;
+  last_model_ = std::move(s.model);
+  sessions_.erase(it);
+}
+
+void CloudTrainer::handle(Message& message) {
+  const std::string peer = message.peer;
+  auto it = sessions_.find(peer);
+  Session* s = it == sessions_.end() ? nullptr : it->second.get();
+  if (message.peer_lost) {
+    if (s) {
+      log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s->hello.edge_name,
+                  s->epoch + 1, config_.link.peer_timeout_s);
+      endSession(peer, false, "edge went silent");
+    }
+    return;
+  }
+  const auto type = message.header.type;
+  try {
+    if (type == MessageType::kError) {
+      const auto& e = std::get<transport::ErrorInfo>(message.body);
+      log_->warn("edge reported an error: {}: {}", transport::errorCodeName(e.code), e.message);
+      return;
+    }
+    if (type == MessageType::kHello) {
+      onHello(message);
+      return;
+    }
+    if (!s) throw WireError(ErrorCode::kNoSession, std::string(transport::messageTypeName(type)) + " without a session; send Hello first");
+    if (message.header.session != s->id) {
+      throw WireError(ErrorCode::kNoSession, "session " + std::to_string(message.header.session) +
+                                                 " is not this edge's session");
+    }
+    s->bytes_up += message.wire_bytes;
+    s->epoch_bytes_up += message.wire_bytes;
+    switch (type) {
+      case MessageType::kActivations: onActivations(*s, message, true); break;
+      case MessageType::kEvalActivations: onActivations(*s, message, false); break;
+      case MessageType::kEpochBegin: onEpochBegin(*s, message); break;
+      case MessageType::kEpochEnd: onEpochEnd(*s, message); break;
+      case MessageType::kShutdown: {
+        const auto info = std::get<transport::ShutdownInfo>(message.body);
+        reply(s, peer, Message(MessageType::kShutdownAck, std::monostate{}));
+        endSession(peer, info.completed, info.reason);
+        break;
+      }
+      default:
+        throw WireError(ErrorCode::kUnexpected,
+                        std::string(transport::messageTypeName(type)) + " is not something an edge sends");
+    }
+  } catch (const WireError& e) {
+    log_->warn("rejected {} from {}: {}: {}", transport::messageTypeName(type),
+               s ? "edge '" + s->hello.edge_name + "'" : std::string("an unknown peer"), transport::errorCodeName(e.code()),
+               e.what());
+    replyError(peer, e.code(), e.what(), s ? s->id : 0);
+  } catch (const std::exception& e) {
+    log_->error("failed to handle {}: {}", transport::messageTypeName(type), e.what());
+    replyError(peer, ErrorCode::kInternal, e.what(), s ? s->id : 0);
+  }
+}
+
+CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
+  const auto start = Clock::now();
+  log_->info("serving model {} (split {}) at {}", config_.model.name,
+             config_.split.automatic ? std::string("auto") : std::to_string(config_.split.point), transport_->endpoint());
+  bool seen_session = false;
+  while (true) {
+    if (stop) {
+      for (const auto& [peer, s] : sessions_) replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id);
+      while (!sessions_.empty()) endSession(sessions_.begin()->first, false, "cloud interrupted");
+      transport_->close(std::chrono::milliseconds(1000));
+      return CloudOutcome::kInterrupted;
+    }
+    auto message = transport_->receive(std::chrono::milliseconds(100));
+    if (message) handle(*message);
+    if (!sessions_.empty()) seen_session = true;
+    if (!options_.keep_serving && sessions_.empty() && completed_ + failed_ > 0) break;
+    if (!seen_session && config_.link.accept_timeout_s > 0 &&
+        std::chrono::duration<double>(Clock::now() - start).count() > config_.link.accept_timeout_s) {
+      transport_->close(std::chrono::milliseconds(0));
+      return CloudOutcome::kNoEdge;
+    }
+  }
+  transport_->close(std::chrono::milliseconds(1000));
+  return last_completed_ ? CloudOutcome::kCompleted : CloudOutcome::kFailed;
+}
+
+}  // namespace tandem::pipeline

@@ -1,0 +1,80 @@
+#pragma once
+// The cloud side of split training: serves one or more edges, each in its own session
+// with its own copy of stages [p, n) and their optimizer. For every training batch it runs
+// its stages and the loss, steps its optimizer and sends back the activation gradient.
+// Messages are handled one at a time, in arrival order; the transport's socket thread
+// receives the next batch meanwhile.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "runtime/config/config.h"
+#include "runtime/models/stage_model.h"
+#include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/setup.h"
+#include "runtime/telemetry/summary.h"
+#include "runtime/transport/tensor_frames.h"
+#include "runtime/transport/transport.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tandem::pipeline {
+
+struct CloudOptions {
+  // Keep serving new edges after the last session ended (otherwise return then).
+  bool keep_serving = false;
+};
+
+enum class CloudOutcome {
+  kCompleted,    // the last session ended with an orderly shutdown
+  kFailed,       // the last session's edge went silent or ended incomplete
+  kInterrupted,  // `stop` was set
+  kNoEdge,       // link.accept_timeout_s passed without an edge
+};
+
+class CloudTrainer {
+ public:
+  CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport, CloudOptions options = {});
+  ~CloudTrainer();
+
+  CloudOutcome run(const std::atomic<bool>& stop);
+
+  // Where the cloud listens (the bound port when link.endpoint used tcp://host:*).
+  std::string endpoint() const { return transport_->endpoint(); }
+
+  // The stages of the session that ended last (tests compare parameters with it).
+  models::StageModel* lastModel() { return last_model_.get(); }
+  const telemetry::RunSummary& lastSummary() const { return last_summary_; }
+  std::uint64_t sessionsRefused() const { return refused_; }
+
+ private:
+  struct Session;
+
+  void handle(transport::Message& message);
+  void onHello(transport::Message& message);
+  void onActivations(Session& s, transport::Message& message, bool train);
+  void onEpochBegin(Session& s, transport::Message& message);
+  void onEpochEnd(Session& s, transport::Message& message);
+  void closeEpoch(Session& s);
+  void endSession(const std::string& peer, bool completed, const std::string& reason);
+  void reply(Session* s, const std::string& peer, transport::Message message);
+  void replyError(const std::string& peer, transport::ErrorCode code, const std::string& text, std::uint64_t session);
+
+  config::Config config_;
+  CloudOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::map<std::string, std::unique_ptr<Session>> sessions_;  // by peer routing id
+  std::unique_ptr<models::StageModel> last_model_;
+  telemetry::RunSummary last_summary_;
+  std::uint64_t completed_ = 0;
+  std::uint64_t failed_ = 0;
+  std::uint64_t refused_ = 0;
+  bool last_completed_ = false;
+};
+
+}  // namespace tandem::pipeline

@@ -1,0 +1,412 @@
+#include "runtime/pipeline/edge.h"
+
+#include <torch/utils.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "runtime/common/log.h"
+#include "runtime/common/strings.h"
+#include "runtime/optim/schedule.h"
+#include "runtime/pipeline/link.h"
+#include "runtime/telemetry/progress.h"
+
+namespace tandem::pipeline {
+
+using Clock = std::chrono::steady_clock;
+using transport::Message;
+using transport::MessageType;
+
+namespace {
+
+// Evaluation batches in flight at once: they update nothing, so only the link bounds it.
+constexpr std::size_t kEvalWindow = 8;
+
+std::string edgeName() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport)
+    : config_(std::move(config)),
+      log_(log::get("edge.pipeline")),
+      transport_(std::move(transport)),
+      model_(buildModel(config_)),
+      split_(initialSplitPoint(config_, model_)) {
+  train_set_ = loadDataset(config_, data::Split::kTrain);
+  test_set_ = loadDataset(config_, data::Split::kTest);
+  train_loader_ = makeLoader(config_, train_set_, data::Split::kTrain);
+  test_loader_ = makeLoader(config_, test_set_, data::Split::kTest);
+  optimizer_ = std::make_unique<optim::StageOptimizers>(config_.optimizer, model_, 0, split_);
+  // Fail on a bad codec spec now, naming the key, rather than at the first batch.
+  for (const char* key : {"compression.uplink", "compression.downlink"}) {
+    const auto& spec = std::string(key) == "compression.uplink" ? config_.compression.uplink : config_.compression.downlink;
+    if (spec == "none") continue;
+    try {
+      codecs_.get(spec);
+    } catch (const std::exception& e) {
+      config::failAt(config_, key, e.what());
+    }
+  }
+  if (config_.compression.error_feedback && config_.compression.uplink != "none" && split_ > 0) {
+    error_feedback_ = std::make_unique<compression::ErrorFeedback>();
+  }
+}
+
+EdgeTrainer::~EdgeTrainer() {
+  if (train_loader_) train_loader_->stop();
+  if (test_loader_) test_loader_->stop();
+}
+
+Message EdgeTrainer::await(MessageType expected, const char* waiting_for,
+                           std::optional<std::chrono::milliseconds> timeout, const std::atomic<bool>& stop) {
+  const auto start = Clock::now();
+  auto next_notice = start + std::chrono::seconds(5);
+  while (true) {
+    auto message = transport_->receive(std::chrono::milliseconds(100));
+    if (message) {
+      bytes_down_ += message->wire_bytes;
+      const auto type = message->header.type;
+      if (type == MessageType::kError) {
+        const auto& e = std::get<transport::ErrorInfo>(message->body);
+        throw ProtocolError(std::string("the cloud reported an error while the edge was waiting for ") + waiting_for +
+                            ": " + transport::errorCodeName(e.code) + ": " + e.message);
+      }
+      if (type != expected) {
+        throw ProtocolError(std::string("expected ") + transport::messageTypeName(expected) + " from the cloud, got " +
+                            transport::messageTypeName(type));
+      }
+      return std::move(*message);
+    }
+    const auto now = Clock::now();
+    if (timeout && now - start > *timeout) {
+      throw TransportError(std::string("waited for ") + waiting_for + " from the cloud at " + transport_->endpoint() +
+                           " for " + std::to_string(std::chrono::duration<double>(*timeout).count()).substr(0, 5) +
+                           " s without an answer (is cloud_trainer running and reachable?)");
+    }
+    if (now > next_notice) {
+      log_->info("still waiting for {} from {} ({:.0f} s)", waiting_for, transport_->endpoint(),
+                 std::chrono::duration<double>(now - start).count());
+      next_notice = now + std::chrono::seconds(5);
+    }
+    // Only the handshake gives up on a stop request; during training the caller drains.
+    if (stop && expected == MessageType::kWelcome) throw TransportError("interrupted while connecting");
+  }
+}
+
+void EdgeTrainer::send(Message message) {
+  bytes_up_ += wireBytes(message);
+  transport_->send(std::move(message));
+}
+
+void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
+  transport::Hello hello;
+  hello.edge_name = edgeName();
+  hello.run_name = config_.run.name;
+  hello.model = config_.model.name;
+  hello.fingerprint = model_.fingerprint();
+  hello.num_stages = static_cast<std::uint32_t>(model_.numStages());
+  hello.split_point = static_cast<std::uint32_t>(split_);
+  hello.batch_size = static_cast<std::uint32_t>(config_.data.batch_size);
+  hello.staleness = static_cast<std::uint32_t>(config_.split.staleness);
+  hello.replay = config_.split.replay;
+  hello.uplink_codec = config_.compression.uplink;
+  hello.downlink_codec = config_.compression.downlink;
+  hello.epochs = static_cast<std::uint32_t>(config_.run.epochs);
+  log_->info("connecting to the cloud at {} (model {}, split {}/{}, K {}, replay {}, uplink {}, downlink {})",
+             transport_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness,
+             config_.split.replay, hello.uplink_codec, hello.downlink_codec);
+  send(Message(MessageType::kHello, hello));
+  auto welcome = await(MessageType::kWelcome, "a handshake reply", millis(config_.link.connect_timeout_s), stop);
+  session_ = welcome.header.session;
+  const auto& body = std::get<transport::Welcome>(welcome.body);
+  // Start from the cloud's initialisation of the edge's stages.
+  auto state = model_.state(0, split_);
+  if (body.weight_tensors != state.size() || welcome.header.tensors.size() != state.size()) {
+    throw ProtocolError("the cloud sent " + std::to_string(welcome.header.tensors.size()) +
+                        " weight tensors for the edge's stages, expected " + std::to_string(state.size()));
+  }
+  torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < state.size(); ++i) {
+    const auto& meta = welcome.header.tensors[i];
+    if (meta.shape != state[i].sizes().vec() || meta.dtype != transport::toWire(state[i].scalar_type())) {
+      throw ProtocolError("weight tensor " + std::to_string(i) + " from the cloud has shape " + shapeString(meta.shape) +
+                          ", expected " + shapeString(state[i].sizes().vec()));
+    }
+    state[i].copy_(transport::frameToTensor(meta, std::move(welcome.payloads[i]), codecs_));
+  }
+  log_->info("session {:016x} with cloud '{}' at {}", session_, body.cloud_name, transport_->endpoint());
+}
+
+torch::Tensor EdgeTrainer::forwardWithStash(const torch::Tensor& input, ReplayEntry& entry) {
+  // retain: run the forward on a deep copy of the edge's stages so the graph's leaves are
+  // the weights of this moment; later optimizer steps change the originals, not them.
+  torch::Tensor x = input;
+  for (int i = 0; i < split_; ++i) {
+    auto copy = std::dynamic_pointer_cast<models::StageImpl>(model_.stage(i)->clone());
+    TANDEM_ENFORCE(copy != nullptr, "stage ", i, " did not clone into a Stage");
+    x = copy->forward(x);
+    entry.stash.push_back(copy);
+  }
+  // The copies updated their BatchNorm statistics: carry them over to the real stages.
+  torch::NoGradGuard no_grad;
+  auto originals = model_.buffers(0, split_);
+  std::size_t k = 0;
+  for (const auto& stage : entry.stash) {
+    for (const auto& b : stage->buffers()) originals[k++].copy_(b);
+  }
+  return x;
+}
+
+void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
+  ReplayEntry entry;
+  entry.step = next_step_++;
+  entry.samples = batch.size();
+  entry.updates_at_send = updates_;
+  torch::Tensor activation;
+  if (split_ == 0) {
+    activation = batch.inputs;
+  } else if (config_.split.replay == "retain") {
+    activation = forwardWithStash(batch.inputs, entry);
+    entry.activation = activation;
+  } else {
+    torch::NoGradGuard no_grad;
+    activation = model_.forward(batch.inputs, 0, split_);
+    entry.input = batch.inputs;
+  }
+
+  Message message(MessageType::kActivations, std::monostate{});
+  message.header.session = session_;
+  message.header.epoch = static_cast<std::uint32_t>(epoch);
+  message.header.step = entry.step;
+  const auto& spec = config_.compression.uplink;
+  if (error_feedback_) {
+    const auto values = activation.detach().contiguous();
+    auto bytes = error_feedback_->encode(codecs_.get(spec), entry.step, values.data_ptr<float>(), values.sizes().vec());
+    addFrame(message, transport::payloadFrame(values, codecs_.get(spec).spec(), std::move(bytes)));
+  } else {
+    addTensor(message, activation, spec, codecs_);
+  }
+  addFrame(message, transport::rawFrame(batch.labels));
+  send(std::move(message));
+  buffer_.push(std::move(entry));
+}
+
+void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
+  ReplayEntry entry = buffer_.pop(message.header.step);
+  const auto& result = std::get<transport::StepResult>(message.body);
+  stats.add(result.loss, result.correct, entry.samples);
+  const int staleness = static_cast<int>(updates_ - entry.updates_at_send);
+  replay_stats_.max_staleness = std::max(replay_stats_.max_staleness, staleness);
+  ++replay_stats_.staleness[staleness];
+
+  if (split_ > 0) {
+    expectTensorCount(message, 1);
+    models::Shape boundary = model_.boundaryShapes()[static_cast<std::size_t>(split_)];
+    expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, entry.samples, "activation gradient");
+    if (message.header.tensors[0].shape[0] != entry.samples) {
+      throw ProtocolError("gradient for step " + std::to_string(entry.step) + " has batch " +
+                          std::to_string(message.header.tensors[0].shape[0]) + ", the batch had " +
+                          std::to_string(entry.samples));
+    }
+    auto grad = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), codecs_);
+    if (error_feedback_) {
+      grad = grad.contiguous();
+      error_feedback_->correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
+    }
+    optimizer_->zeroGrad();
+    if (config_.split.replay == "retain") {
+      entry.activation.backward(grad);
+      auto params = model_.parameters(0, split_);
+      std::size_t k = 0;
+      for (const auto& stage : entry.stash) {
+        for (const auto& p : stage->parameters()) params[k++].mutable_grad() = p.grad();
+      }
+    } else {
+      // Replay the forward with the current weights. BatchNorm statistics were updated by
+      // the first forward; restore them (after backward, which checks they are unchanged)
+      // so the replay does not count the batch twice.
+      std::vector<torch::Tensor> saved;
+      auto buffers = model_.buffers(0, split_);
+      for (const auto& b : buffers) saved.push_back(b.clone());
+      model_.forward(entry.input, 0, split_).backward(grad);
+      torch::NoGradGuard no_grad;
+      for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
+    }
+    optimizer_->step();
+  } else {
+    expectTensorCount(message, 0);
+  }
+  ++updates_;
+}
+
+void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, const std::atomic<bool>& stop) {
+  buffer_.setCapacity(static_cast<std::size_t>(staleness) + 1);
+  model_.train(true);
+  train_loader_->startEpoch(epoch);
+  char label[64];
+  std::snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, config_.run.epochs);
+  telemetry::Progress progress(label, train_loader_->batchesPerEpoch(), telemetry::Progress::stderrIsInteractive());
+  const auto drainOne = [&](bool wait) {
+    std::optional<Message> message;
+    if (wait) {
+      message = await(MessageType::kGradients, "a gradient", std::nullopt, stop);
+    } else {
+      message = transport_->receive(std::chrono::milliseconds(0));
+      if (message) bytes_down_ += message->wire_bytes;
+      if (message && message->header.type != MessageType::kGradients) {
+        if (message->header.type == MessageType::kError) {
+          const auto& e = std::get<transport::ErrorInfo>(message->body);
+          throw ProtocolError(std::string("the cloud reported an error: ") + transport::errorCodeName(e.code) + ": " +
+                              e.message);
+        }
+        throw ProtocolError(std::string("expected Gradients from the cloud, got ") +
+                            transport::messageTypeName(message->header.type));
+      }
+    }
+    if (!message) return false;
+    applyGradient(*message, stats);
+    char status[64];
+    std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", stats.loss(), stats.accuracy() * 100);
+    progress.update(stats.steps, stats.samples, status);
+    return true;
+  };
+  while (auto batch = train_loader_->next()) {
+    if (stop) break;
+    while (!buffer_.empty() && drainOne(false)) {
+    }
+    while (buffer_.full()) drainOne(true);
+    sendTrainBatch(epoch, *batch);
+  }
+  train_loader_->stop();
+  while (!buffer_.empty()) drainOne(true);  // every update lands, also when stopping
+  progress.finish();
+  replay_stats_.peak_buffer = std::max(replay_stats_.peak_buffer, buffer_.peakSize());
+}
+
+RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop) {
+  torch::NoGradGuard no_grad;
+  model_.train(false);
+  RunningStats stats;
+  std::size_t in_flight = 0;
+  std::uint64_t step = 0;
+  const auto receiveOne = [&] {
+    auto message = await(MessageType::kEvalResult, "an evaluation result", std::nullopt, stop);
+    const auto& r = std::get<transport::StepResult>(message.body);
+    stats.add(r.loss, r.correct, r.samples);
+    --in_flight;
+  };
+  test_loader_->startEpoch(epoch);
+  while (auto batch = test_loader_->next()) {
+    if (stop) break;
+    while (in_flight >= kEvalWindow) receiveOne();
+    Message message(MessageType::kEvalActivations, std::monostate{});
+    message.header.session = session_;
+    message.header.epoch = static_cast<std::uint32_t>(epoch);
+    message.header.step = step++;
+    addTensor(message, model_.forward(batch->inputs, 0, split_), config_.compression.uplink, codecs_);
+    addFrame(message, transport::rawFrame(batch->labels));
+    send(std::move(message));
+    ++in_flight;
+  }
+  test_loader_->stop();
+  while (in_flight > 0) receiveOne();
+  model_.train(true);
+  return stats;
+}
+
+void EdgeTrainer::shutdown(bool completed, const std::string& reason) {
+  try {
+    Message message(MessageType::kShutdown, transport::ShutdownInfo{reason, completed});
+    message.header.session = session_;
+    send(std::move(message));
+    std::atomic<bool> no_stop{false};
+    await(MessageType::kShutdownAck, "a shutdown acknowledgement", std::chrono::seconds(5), no_stop);
+  } catch (const std::exception& e) {
+    log_->warn("orderly shutdown incomplete: {}", e.what());
+  }
+  transport_->close(std::chrono::milliseconds(1000));
+}
+
+telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
+  const auto start = Clock::now();
+  telemetry::RunSummary summary;
+  summary.role = "edge";
+  summary.mode = "split";
+  summary.run_name = config_.run.name;
+  summary.model = config_.model.name;
+  summary.dataset = config_.data.dataset;
+  summary.epochs_planned = config_.run.epochs;
+
+  handshake(stop);
+  log_->info("training: {} train / {} test samples, {} batches of {} per epoch", train_set_->size(),
+             test_set_->size(), train_loader_->batchesPerEpoch(), config_.data.batch_size);
+  for (int epoch = 0; epoch < config_.run.epochs && !stop; ++epoch) {
+    const auto epoch_start = Clock::now();
+    const auto up_before = bytes_up_;
+    const auto down_before = bytes_down_;
+    const int staleness = config_.split.stalenessAt(epoch);
+    const double lr = optim::learningRate(config_.optimizer, epoch, config_.run.epochs);
+    optimizer_->setLearningRate(lr);
+    Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(staleness), 0, 0, 0});
+    begin.header.session = session_;
+    begin.header.epoch = static_cast<std::uint32_t>(epoch);
+    send(std::move(begin));
+
+    RunningStats train;
+    trainEpoch(epoch, staleness, train, stop);
+    const double train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    Message end(MessageType::kEpochEnd, transport::EpochInfo{static_cast<std::uint32_t>(staleness), train.steps,
+                                                             train.loss(), train.accuracy()});
+    end.header.session = session_;
+    end.header.epoch = static_cast<std::uint32_t>(epoch);
+    send(std::move(end));
+    auto ack = await(MessageType::kEpochAck, "an end-of-epoch acknowledgement", std::nullopt, stop);
+    const auto& cloud = std::get<transport::EpochInfo>(ack.body);
+    if (cloud.steps != train.steps) {
+      throw ProtocolError("the cloud applied " + std::to_string(cloud.steps) + " steps in epoch " +
+                          std::to_string(epoch + 1) + ", the edge " + std::to_string(train.steps));
+    }
+    if (stop) break;
+    const auto test = evaluateEpoch(epoch, stop);
+    if (stop) break;
+
+    telemetry::EpochRecord record;
+    record.epoch = epoch;
+    record.learning_rate = lr;
+    record.train_loss = train.loss();
+    record.train_accuracy = train.accuracy();
+    record.test_loss = test.loss();
+    record.test_accuracy = test.accuracy();
+    record.train_samples = train.samples;
+    record.steps = train.steps;
+    record.train_seconds = train_seconds;
+    record.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    record.split_point = split_;
+    record.staleness = staleness;
+    record.bytes_uplink = bytes_up_ - up_before;
+    record.bytes_downlink = bytes_down_ - down_before;
+    summary.history.push_back(record);
+    log_->info(
+        "epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s | "
+        "split {} K {} | up {} down {}",
+        epoch + 1, config_.run.epochs, record.train_loss, record.train_accuracy * 100, record.test_loss,
+        record.test_accuracy * 100, record.samplesPerSecond(), record.epoch_seconds, split_, staleness,
+        formatBytes(static_cast<double>(record.bytes_uplink)), formatBytes(static_cast<double>(record.bytes_downlink)));
+  }
+  summary.interrupted = stop.load();
+  shutdown(!summary.interrupted, summary.interrupted ? "interrupted" : "completed");
+  summary.bytes_uplink = bytes_up_;
+  summary.bytes_downlink = bytes_down_;
+  summary.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto path = telemetry::writeSummary(config_.run.output_dir, summary);
+  log_->info("{}summary written to {} (replay buffer peak {}, max staleness {})",
+             summary.interrupted ? "interrupted; " : "", path, replay_stats_.peak_buffer, replay_stats_.max_staleness);
+  return summary;
+}
+
+}  // namespace tandem::pipeline

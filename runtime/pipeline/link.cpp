@@ -1,0 +1,88 @@
+#include "runtime/pipeline/link.h"
+
+#include "runtime/common/strings.h"
+#include "runtime/transport/link_emulator.h"
+
+namespace tandem::pipeline {
+
+transport::ZmqOptions zmqOptions(const config::Config& config, const std::string& role) {
+  transport::ZmqOptions o;
+  o.mode = role == "cloud" ? transport::ZmqOptions::Mode::kBind : transport::ZmqOptions::Mode::kConnect;
+  o.endpoint = config.link.endpoint;
+  o.log_component = role + ".transport";
+  o.heartbeat_interval = millis(config.link.heartbeat_interval_s);
+  o.peer_timeout = millis(config.link.peer_timeout_s);
+  o.limits.max_tensor_bytes = static_cast<std::uint64_t>(config.link.max_message_mb * 1024.0 * 1024.0);
+  return o;
+}
+
+std::unique_ptr<transport::Transport> makeTransport(const config::Config& config, const std::string& role) {
+  std::unique_ptr<transport::Transport> t = std::make_unique<transport::ZmqTransport>(zmqOptions(config, role));
+  return emulateLink(config, role, std::move(t));
+}
+
+std::unique_ptr<transport::Transport> emulateLink(const config::Config& config, const std::string& role,
+                                                  std::unique_ptr<transport::Transport> inner) {
+  const auto& e = config.link.emulate;
+  if (!e.active()) return inner;
+  transport::LinkShape shape;
+  if (!e.trace.empty()) {
+    shape.trace = transport::BandwidthTrace::load(e.trace);
+  } else {
+    shape.trace = transport::BandwidthTrace(e.uplink_mbps, e.downlink_mbps);
+  }
+  shape.rtt_ms = e.rtt_ms;
+  shape.uplink = role != "cloud";
+  return std::make_unique<transport::LinkEmulator>(std::move(inner), shape);
+}
+
+void addFrame(transport::Message& message, transport::TensorFrame frame) {
+  message.header.tensors.push_back(std::move(frame.meta));
+  message.payloads.push_back(std::move(frame.frame));
+}
+
+void addTensor(transport::Message& message, const torch::Tensor& tensor, const std::string& spec,
+               transport::CodecCache& codecs) {
+  if (spec == "none" || tensor.scalar_type() != torch::kFloat32) {
+    addFrame(message, transport::rawFrame(tensor));
+  } else {
+    addFrame(message, transport::encodedFrame(tensor, codecs.get(spec)));
+  }
+}
+
+void expectTensorCount(const transport::Message& message, std::size_t count) {
+  if (message.header.tensors.size() != count) {
+    throw transport::WireError(transport::ErrorCode::kInvalidTensor,
+                               std::string(transport::messageTypeName(message.header.type)) + " carries " +
+                                   std::to_string(message.header.tensors.size()) + " tensors, expected " +
+                                   std::to_string(count));
+  }
+}
+
+std::string shapeString(const std::vector<std::int64_t>& shape) {
+  std::vector<std::string> parts;
+  for (auto d : shape) parts.push_back(std::to_string(d));
+  return "[" + join(parts) + "]";
+}
+
+std::int64_t expectBatchTensor(const transport::Message& message, std::size_t index, transport::DType dtype,
+                               const models::Shape& sample_shape, std::int64_t max_batch, const char* what) {
+  const auto& meta = message.header.tensors.at(index);
+  const auto fail = [&](const std::string& why) {
+    throw transport::WireError(transport::ErrorCode::kInvalidTensor, std::string(what) + ": " + why);
+  };
+  if (meta.dtype != dtype) {
+    fail(std::string("dtype ") + transport::dtypeName(meta.dtype) + ", expected " + transport::dtypeName(dtype));
+  }
+  if (meta.shape.empty()) fail("no batch dimension");
+  const std::int64_t batch = meta.shape[0];
+  if (batch < 1 || batch > max_batch) {
+    fail("batch of " + std::to_string(batch) + ", expected 1.." + std::to_string(max_batch));
+  }
+  std::vector<std::int64_t> expected{batch};
+  expected.insert(expected.end(), sample_shape.begin(), sample_shape.end());
+  if (meta.shape != expected) fail("shape " + shapeString(meta.shape) + ", expected " + shapeString(expected));
+  return batch;
+}
+
+}  // namespace tandem::pipeline

@@ -1,0 +1,158 @@
+#pragma once
+// The wire protocol (shared/DESIGN.md, "Wire protocol"). A message is one multipart ZeroMQ
+// message: a header frame, then one payload frame per tensor. The header frame is a Cereal
+// binary archive of Header followed by the body of its type (Hello, StepResult, ...).
+// Nothing on the wire is executable or a language-specific object dump.
+//
+// decodeHeaderFrame() validates everything it reads against Limits *before* allocating:
+// every string and list length, dimension counts and sizes, shape × dtype against byte
+// length for raw tensors, known enums and codec names. A bad frame throws ProtocolError
+// with the reason.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "runtime/common/error.h"
+
+namespace tandem::transport {
+
+inline constexpr std::uint32_t kMagic = 0x4D444E54;  // "TNDM" little-endian
+inline constexpr std::uint16_t kProtocolVersion = 1;
+
+enum class MessageType : std::uint8_t {
+  kHello = 1,            // edge → cloud: handshake
+  kWelcome = 2,          // cloud → edge: handshake accepted; tensors: edge-stage weights
+  kActivations = 3,      // edge → cloud: training step; tensors: activation, labels
+  kGradients = 4,        // cloud → edge: StepResult; tensors: activation gradient
+  kEvalActivations = 5,  // edge → cloud: evaluation batch; tensors: activation, labels
+  kEvalResult = 6,       // cloud → edge: StepResult, no tensors
+  kEpochBegin = 7,       // edge → cloud: EpochInfo
+  kEpochEnd = 8,         // edge → cloud: EpochInfo (all of the epoch's gradients received)
+  kEpochAck = 9,         // cloud → edge: EpochInfo
+  kHeartbeat = 10,       // both ways, sent by the socket thread when the link is idle
+  kShutdown = 11,        // edge → cloud: ShutdownInfo, orderly end of the run
+  kShutdownAck = 12,     // cloud → edge
+  kError = 13,           // either way: ErrorInfo
+};
+const char* messageTypeName(MessageType type);
+bool isKnownMessageType(std::uint8_t raw);
+
+enum class DType : std::uint8_t { kFloat32 = 1, kInt64 = 2, kUInt8 = 3 };
+std::size_t dtypeSize(DType dtype);
+const char* dtypeName(DType dtype);
+
+// Codec name for tensors sent as their raw bytes (any dtype, little-endian, row-major).
+inline const std::string kRawCodec = "raw";
+
+struct TensorMeta {
+  DType dtype = DType::kFloat32;
+  std::vector<std::int64_t> shape;
+  std::string codec = kRawCodec;  // "raw", or a compression codec spec for float32 tensors
+  std::uint64_t bytes = 0;        // length of the payload frame
+
+  std::int64_t numel() const;
+};
+
+struct Header {
+  std::uint32_t magic = kMagic;
+  std::uint16_t version = kProtocolVersion;
+  MessageType type = MessageType::kHeartbeat;
+  std::uint64_t session = 0;
+  std::uint32_t epoch = 0;
+  std::uint64_t step = 0;
+  std::uint64_t sequence = 0;  // per direction and session, from 0; set by the socket thread
+  std::vector<TensorMeta> tensors;
+};
+
+struct Hello {
+  std::string edge_name;
+  std::string run_name;
+  std::string model;
+  std::string fingerprint;
+  std::uint32_t num_stages = 0;
+  std::uint32_t split_point = 0;
+  std::uint32_t batch_size = 0;
+  std::uint32_t staleness = 0;
+  std::string replay;
+  std::string uplink_codec;
+  std::string downlink_codec;
+  std::uint32_t epochs = 0;
+};
+
+struct Welcome {
+  std::string cloud_name;
+  std::uint32_t split_point = 0;
+  std::uint32_t weight_tensors = 0;  // the first tensors: stages [0, split) parameters then buffers
+};
+
+struct StepResult {
+  double loss = 0.0;          // mean loss of the batch
+  std::int64_t correct = 0;   // correct predictions in the batch
+  std::int64_t samples = 0;   // batch size
+};
+
+struct EpochInfo {
+  std::uint32_t staleness = 0;
+  std::int64_t steps = 0;
+  double train_loss = 0.0;
+  double train_accuracy = 0.0;
+};
+
+struct ShutdownInfo {
+  std::string reason;
+  bool completed = true;
+};
+
+enum class ErrorCode : std::uint8_t {
+  kMalformed = 1,       // could not be parsed
+  kVersion = 2,         // protocol version differs
+  kHandshake = 3,       // handshake refused (what differs is in the message)
+  kNoSession = 4,       // message for a session that does not exist
+  kUnexpected = 5,      // valid message in the wrong state or order
+  kInvalidTensor = 6,   // tensor metadata or payload does not fit
+  kTooLarge = 7,        // over a size limit
+  kInternal = 8,        // the peer failed while handling a valid message
+};
+const char* errorCodeName(ErrorCode code);
+
+struct ErrorInfo {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo>;
+
+// Size limits enforced while decoding, before any allocation.
+struct Limits {
+  std::uint64_t max_header_bytes = 64 * 1024;
+  std::uint64_t max_tensor_bytes = std::uint64_t{256} << 20;
+  std::uint32_t max_tensors = 4096;  // Welcome carries one tensor per parameter/buffer
+  std::uint32_t max_dims = 8;
+  std::uint32_t max_string_bytes = 4096;
+};
+
+struct DecodedHeader {
+  Header header;
+  Body body;
+};
+
+// The header frame for `header` and `body` (the body must match header.type).
+std::string encodeHeaderFrame(const Header& header, const Body& body);
+
+// Parses and validates a header frame. Throws ProtocolError (with an ErrorCode in
+// protocolErrorCode()) naming what is wrong.
+DecodedHeader decodeHeaderFrame(const void* data, std::size_t size, const Limits& limits);
+
+// A ProtocolError that carries the ErrorCode to reply with.
+class WireError : public ProtocolError {
+ public:
+  WireError(ErrorCode code, const std::string& message) : ProtocolError(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+}  // namespace tandem::transport

@@ -1,0 +1,72 @@
+#pragma once
+// The transport interface: ordered, validated messages between an edge and a cloud. The
+// ZeroMQ implementation (zmq_transport.h) owns its socket on its own thread; wrappers
+// (link emulation, fault injection) implement the same interface around another
+// transport.
+//
+// Threading: send() and receive() may be called from any thread, but each from one
+// thread at a time in practice (the compute thread). close() from the owning thread.
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/transport/protocol.h"
+
+namespace tandem::transport {
+
+struct Message {
+  Header header;
+  Body body;
+  std::vector<zmq::message_t> payloads;  // one per header.tensors entry
+  std::string peer;                      // routing id of the sender / recipient (cloud side)
+  bool peer_lost = false;                // set on a synthetic message: `peer` went silent
+  std::uint64_t wire_bytes = 0;          // received messages: header and payload bytes
+
+  Message() = default;
+  Message(MessageType type, Body b) : body(std::move(b)) { header.type = type; }
+  Message(Message&&) = default;
+  Message& operator=(Message&&) = default;
+};
+
+struct TransportStats {
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t messages_rejected = 0;
+};
+
+// Bytes `message` occupies on the wire: its header frame and payloads.
+std::uint64_t wireBytes(const Message& message);
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Queues `message` (to message.peer on the cloud side); blocks while the outbound queue
+  // is full. The transport assigns header.sequence. Throws TransportError once closed or
+  // failed.
+  virtual void send(Message message) = 0;
+
+  // The next valid incoming message, or nullopt after `timeout`. Invalid messages never
+  // reach the caller: they are logged, counted, and answered with an Error. On the edge
+  // side a silent peer (no traffic for peer_timeout) throws TransportError; on the cloud
+  // side it arrives as a message with peer_lost set.
+  virtual std::optional<Message> receive(std::chrono::milliseconds timeout) = 0;
+
+  virtual TransportStats stats() const = 0;
+
+  // The local endpoint (what a bind resolved to, e.g. tcp://127.0.0.1:41234) or the
+  // remote one for a connecting transport.
+  virtual std::string endpoint() const = 0;
+
+  // Flushes queued messages for up to `linger`, then stops.
+  virtual void close(std::chrono::milliseconds linger) = 0;
+};
+
+}  // namespace tandem::transport

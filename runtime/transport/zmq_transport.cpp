@@ -1,0 +1,364 @@
+#include "runtime/transport/zmq_transport.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <zmq_addon.hpp>
+
+#include "runtime/common/log.h"
+
+namespace tandem::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Printable form of a ROUTER routing id (binary by default).
+std::string peerName(const std::string& id) {
+  if (id.empty()) return "peer";
+  static const char* hex = "0123456789abcdef";
+  std::string out = "peer-";
+  for (unsigned char c : id) {
+    out += hex[c >> 4];
+    out += hex[c & 0xf];
+  }
+  return out;
+}
+
+constexpr std::size_t kMaxTrackedPeers = 4096;
+constexpr int kHighWaterMark = 32;
+
+}  // namespace
+
+ZmqTransport::ZmqTransport(ZmqOptions options)
+    : options_(std::move(options)),
+      log_(log::get(options_.log_component)),
+      outbound_(options_.queue_capacity),
+      inbound_(options_.queue_capacity) {
+  context_ = options_.context ? options_.context : std::make_shared<zmq::context_t>(1);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw TransportError("cannot create an eventfd for the socket thread");
+  std::promise<std::string> ready;
+  auto result = ready.get_future();
+  thread_ = std::thread([this, p = std::move(ready)]() mutable { run(std::move(p)); });
+  try {
+    endpoint_ = result.get();
+  } catch (...) {
+    thread_.join();
+    ::close(wake_fd_);
+    throw;
+  }
+}
+
+ZmqTransport::~ZmqTransport() {
+  close(std::chrono::milliseconds(0));
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void ZmqTransport::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void ZmqTransport::send(Message message) {
+  {
+    std::lock_guard<std::mutex> lock(failure_mutex_);
+    if (!failure_.empty()) throw TransportError(failure_);
+  }
+  if (closed_ || !outbound_.push(std::move(message))) throw TransportError("transport is closed");
+  wake();
+}
+
+std::optional<Message> ZmqTransport::receive(std::chrono::milliseconds timeout) {
+  auto message = inbound_.pop(timeout);
+  if (message) return message;
+  std::lock_guard<std::mutex> lock(failure_mutex_);
+  if (!failure_.empty()) throw TransportError(failure_);
+  return std::nullopt;
+}
+
+TransportStats ZmqTransport::stats() const {
+  TransportStats s;
+  s.bytes_sent = bytes_sent_;
+  s.bytes_received = bytes_received_;
+  s.messages_sent = messages_sent_;
+  s.messages_received = messages_received_;
+  s.messages_rejected = messages_rejected_;
+  return s;
+}
+
+void ZmqTransport::close(std::chrono::milliseconds linger) {
+  if (closed_.exchange(true)) {
+    if (thread_.joinable()) thread_.join();
+    return;
+  }
+  linger_ = linger;
+  stopping_ = true;
+  wake();
+  if (thread_.joinable()) thread_.join();
+  outbound_.close();
+  inbound_.close();
+}
+
+void ZmqTransport::run(std::promise<std::string> ready) {
+  const bool bind = options_.mode == ZmqOptions::Mode::kBind;
+  zmq::socket_t socket;
+  try {
+    socket = zmq::socket_t(*context_, bind ? zmq::socket_type::router : zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, 0);
+    // ZeroMQ drops the connection of a peer that sends a bigger frame, before allocating it.
+    const auto largest = std::max(options_.limits.max_tensor_bytes, options_.limits.max_header_bytes);
+    socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(largest));
+    socket.set(zmq::sockopt::sndhwm, kHighWaterMark);
+    socket.set(zmq::sockopt::rcvhwm, kHighWaterMark);
+    std::string endpoint = options_.endpoint;
+    if (bind) {
+      socket.set(zmq::sockopt::router_mandatory, 1);
+      socket.bind(options_.endpoint);
+      endpoint = socket.get(zmq::sockopt::last_endpoint);
+    } else {
+      // Exponential back-off while the cloud is not up yet: 100 ms doubling to 2 s.
+      socket.set(zmq::sockopt::reconnect_ivl, 100);
+      socket.set(zmq::sockopt::reconnect_ivl_max, 2000);
+      socket.connect(options_.endpoint);
+    }
+    ready.set_value(endpoint);
+  } catch (const zmq::error_t& e) {
+    ready.set_exception(std::make_exception_ptr(TransportError(
+        std::string("cannot ") + (bind ? "bind" : "connect") + " '" + options_.endpoint + "': " + e.what())));
+    return;
+  }
+  socket_ = &socket;
+
+  while (!stopping_) {
+    try {
+      pumpOutbound(socket);
+      short events = 0;
+      if (!inbound_.full()) events |= ZMQ_POLLIN;
+      if (!pending_.empty()) events |= ZMQ_POLLOUT;
+      zmq::pollitem_t items[] = {{socket.handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(50));
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
+      }
+      if (items[0].revents & ZMQ_POLLIN) receiveAvailable(socket);
+      checkPeers(socket);
+    } catch (const std::exception& e) {
+      // A failure here is a bug or a broken socket: report it to the compute thread.
+      log_->error("socket thread failed: {}", e.what());
+      std::lock_guard<std::mutex> lock(failure_mutex_);
+      failure_ = std::string("transport failed: ") + e.what();
+      inbound_.close();
+      break;
+    }
+  }
+
+  // Flush what is queued for up to the linger time, then let ZeroMQ do the same.
+  const auto deadline = Clock::now() + linger_;
+  try {
+    while (Clock::now() < deadline) {
+      pumpOutbound(socket);
+      if (pending_.empty() && outbound_.size() == 0) break;
+      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLOUT, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds(10));
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    socket.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+  } catch (const std::exception& e) {
+    log_->debug("while flushing at close: {}", e.what());
+  }
+  pending_.clear();
+  socket_ = nullptr;
+  socket.close();
+}
+
+void ZmqTransport::pumpOutbound(zmq::socket_t& socket) {
+  while (auto m = outbound_.tryPop()) pending_.push_back(std::move(*m));
+  while (!pending_.empty()) {
+    if (!sendNow(socket, pending_.front())) return;  // would block: wait for POLLOUT
+    pending_.pop_front();
+  }
+}
+
+bool ZmqTransport::sendNow(zmq::socket_t& socket, Message& message) {
+  const bool bind = options_.mode == ZmqOptions::Mode::kBind;
+  PeerState& peer = peers_[message.peer];
+  message.header.sequence = peer.next_out;
+  const std::string header = encodeHeaderFrame(message.header, message.body);
+  const bool more = !message.payloads.empty();
+  try {
+    if (bind) {
+      zmq::message_t id(message.peer.data(), message.peer.size());
+      if (!socket.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+      socket.send(zmq::buffer(header), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    } else {
+      if (!socket.send(zmq::buffer(header), (more ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+                                                zmq::send_flags::dontwait)) {
+        return false;
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) {
+      log_->debug("dropped {} for {}: peer is gone", messageTypeName(message.header.type), peerName(message.peer));
+      return true;
+    }
+    throw;
+  }
+  std::uint64_t bytes = header.size();
+  for (std::size_t i = 0; i < message.payloads.size(); ++i) {
+    bytes += message.payloads[i].size();
+    socket.send(message.payloads[i],
+                i + 1 < message.payloads.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  ++peer.next_out;
+  peer.last_sent = Clock::now();
+  bytes_sent_ += bytes;
+  ++messages_sent_;
+  return true;
+}
+
+void ZmqTransport::receiveAvailable(zmq::socket_t& socket) {
+  for (int i = 0; i < 64 && !inbound_.full(); ++i) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+    handleIncoming(frames);
+  }
+}
+
+void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
+  const bool bind = options_.mode == ZmqOptions::Mode::kBind;
+  std::string peer_id;
+  std::size_t first = 0;
+  if (bind) {
+    peer_id = frames.front().to_string();
+    first = 1;
+  }
+  if (peers_.size() >= kMaxTrackedPeers && !peers_.count(peer_id)) {
+    // Forget peers that never sent a valid message, so a flood of identities is bounded.
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      it = it->second.known ? std::next(it) : peers_.erase(it);
+    }
+  }
+  PeerState& peer = peers_[peer_id];
+  peer.last_heard = Clock::now();
+  std::uint64_t bytes = 0;
+  for (std::size_t i = first; i < frames.size(); ++i) bytes += frames[i].size();
+  bytes_received_ += bytes;
+
+  zmq::socket_t& socket = *socket_;
+  if (frames.size() <= first) {
+    reject(socket, peer_id, ErrorCode::kMalformed, "message without a header frame", MessageType::kHeartbeat);
+    return;
+  }
+  DecodedHeader decoded;
+  try {
+    decoded = decodeHeaderFrame(frames[first].data(), frames[first].size(), options_.limits);
+  } catch (const WireError& e) {
+    reject(socket, peer_id, e.code(), e.what(), MessageType::kHeartbeat);
+    return;
+  }
+  const Header& h = decoded.header;
+  const std::size_t payloads = frames.size() - first - 1;
+  if (payloads != h.tensors.size()) {
+    reject(socket, peer_id, ErrorCode::kInvalidTensor,
+           std::string(messageTypeName(h.type)) + " declares " + std::to_string(h.tensors.size()) + " tensors but has " +
+               std::to_string(payloads) + " payload frames",
+           h.type);
+    return;
+  }
+  for (std::size_t i = 0; i < payloads; ++i) {
+    const auto size = frames[first + 1 + i].size();
+    if (size != h.tensors[i].bytes) {
+      reject(socket, peer_id, ErrorCode::kInvalidTensor,
+             std::string(messageTypeName(h.type)) + " tensor " + std::to_string(i) + " declares " +
+                 std::to_string(h.tensors[i].bytes) + " bytes but its frame has " + std::to_string(size),
+             h.type);
+      return;
+    }
+  }
+  if (h.sequence != peer.next_in) {
+    const auto expected = peer.next_in;
+    peer.next_in = h.sequence + 1;  // resynchronise: one gap is one rejection
+    reject(socket, peer_id, ErrorCode::kUnexpected,
+           std::string(messageTypeName(h.type)) + " has sequence " + std::to_string(h.sequence) + ", expected " +
+               std::to_string(expected),
+           h.type);
+    return;
+  }
+  ++peer.next_in;
+  peer.known = true;
+  ++messages_received_;
+  if (h.type == MessageType::kHeartbeat) return;
+
+  Message message;
+  message.header = std::move(decoded.header);
+  message.body = std::move(decoded.body);
+  message.peer = std::move(peer_id);
+  message.wire_bytes = bytes;
+  message.payloads.reserve(payloads);
+  for (std::size_t i = first + 1; i < frames.size(); ++i) message.payloads.push_back(std::move(frames[i]));
+  inbound_.push(std::move(message));
+}
+
+void ZmqTransport::reject(zmq::socket_t& socket, const std::string& peer_id, ErrorCode code, const std::string& reason,
+                          MessageType type) {
+  ++messages_rejected_;
+  PeerState& peer = peers_[peer_id];
+  ++peer.rejected;
+  // Log the first few rejections of a peer, then every hundredth, so a flood cannot drown
+  // the log.
+  if (peer.rejected <= 10 || peer.rejected % 100 == 0) {
+    log_->warn("rejected a message from {} ({} so far): {}: {}", peerName(peer_id), peer.rejected,
+               errorCodeName(code), reason);
+  }
+  if (type == MessageType::kError) return;  // never answer an error with an error
+  Message reply(MessageType::kError, ErrorInfo{code, reason});
+  reply.peer = peer_id;
+  try {
+    sendNow(socket, reply);
+  } catch (const zmq::error_t& e) {
+    log_->debug("could not send an error reply to {}: {}", peerName(peer_id), e.what());
+  }
+}
+
+void ZmqTransport::checkPeers(zmq::socket_t& socket) {
+  const auto now = Clock::now();
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    PeerState& peer = it->second;
+    if (!peer.known) {
+      ++it;
+      continue;
+    }
+    if (now - peer.last_heard > options_.peer_timeout) {
+      const double seconds = std::chrono::duration<double>(now - peer.last_heard).count();
+      if (options_.mode == ZmqOptions::Mode::kBind) {
+        log_->warn("{} silent for {:.1f} s: considered gone", peerName(it->first), seconds);
+        Message lost;
+        lost.peer = it->first;
+        lost.peer_lost = true;
+        inbound_.push(std::move(lost));
+        it = peers_.erase(it);
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(failure_mutex_);
+      if (failure_.empty()) {
+        failure_ = "no message from the cloud at " + options_.endpoint + " for " + std::to_string(seconds).substr(0, 4) +
+                   " s (link.peer_timeout_s = " +
+                   std::to_string(std::chrono::duration<double>(options_.peer_timeout).count()).substr(0, 4) +
+                   "): the cloud is gone or the link is down";
+        log_->error("{}", failure_);
+        inbound_.close();
+      }
+      ++it;
+      continue;
+    }
+    if (now - peer.last_sent > options_.heartbeat_interval && pending_.empty()) {
+      Message beat(MessageType::kHeartbeat, std::monostate{});
+      beat.peer = it->first;
+      sendNow(socket, beat);
+    }
+    ++it;
+  }
+}
+
+}  // namespace tandem::transport

@@ -1,0 +1,134 @@
+// edge_trainer and cloud_trainer as two processes over tcp://127.0.0.1 (ephemeral port).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/trainers/process.h"
+
+namespace tandem {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using testing::ChildProcess;
+
+class SplitProcesses : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tandem_procs_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    config_ = (dir_ / "run.yaml").string();
+    std::ofstream(config_) << R"(
+run: {name: procs, epochs: 2, seed: 5}
+data:
+  dataset: synthetic
+  batch_size: 32
+  synthetic: {train_size: 1024, test_size: 256, height: 12, width: 12, num_classes: 10, noise: 1.0}
+model: {name: cnn}
+optimizer: {name: sgd, lr: 0.02, momentum: 0.9}
+split: {point: 2, staleness: 2}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, accept_timeout_s: 60}
+)";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<ChildProcess> startCloud(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{CLOUD_TRAINER, "--config", config_, "--endpoint-file", (dir_ / "endpoint").string(),
+                                  "--set", "run.output_dir=" + (dir_ / "out").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto cloud = std::make_unique<ChildProcess>(argv, (dir_ / "cloud.log").string());
+    endpoint_ = testing::waitForFile((dir_ / "endpoint").string(), 60s);
+    return cloud;
+  }
+  std::unique_ptr<ChildProcess> startEdge(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{EDGE_TRAINER, "--config", config_, "--set", "link.endpoint=" + endpoint_,
+                                  "--set", "run.output_dir=" + (dir_ / "out").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<ChildProcess>(argv, (dir_ / "edge.log").string());
+  }
+  nlohmann::json summary(const std::string& role) {
+    std::ifstream in(dir_ / "out" / ("summary-" + role + ".json"));
+    return in ? nlohmann::json::parse(in) : nlohmann::json();
+  }
+
+  fs::path dir_;
+  std::string config_;
+  std::string endpoint_;
+};
+
+TEST_F(SplitProcesses, TrainAndBothExitZero) {
+  auto cloud = startCloud();
+  ASSERT_THAT(endpoint_, HasSubstr("tcp://127.0.0.1:")) << cloud->output();
+  auto edge = startEdge();
+  EXPECT_EQ(edge->wait(180s), 0) << edge->output();
+  EXPECT_EQ(cloud->wait(30s), 0) << cloud->output();
+  const auto e = summary("edge");
+  const auto c = summary("cloud");
+  ASSERT_FALSE(e.is_null());
+  ASSERT_FALSE(c.is_null());
+  EXPECT_EQ(e["epochs"], 2);
+  EXPECT_EQ(c["epochs"], 2);
+  EXPECT_GT(e["final_test_accuracy"].get<double>(), 0.5);  // chance is 0.1
+  EXPECT_EQ(e["split_points"], nlohmann::json::array({2, 2}));
+  EXPECT_EQ(e["staleness"], nlohmann::json::array({2, 2}));
+  EXPECT_GT(e["bytes_uplink"].get<double>(), 0);
+  EXPECT_EQ(e["bytes_uplink"], c["bytes_uplink"]);
+  EXPECT_THAT(edge->output(), HasSubstr("epoch 2/2"));
+}
+
+TEST_F(SplitProcesses, EdgeNoticesADeadCloud) {
+  std::ofstream(config_) << R"(
+run: {name: procs, epochs: 1000}
+data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
+model: {name: cnn}
+split: {point: 2, staleness: 2}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
+)";
+  auto cloud = startCloud();
+  auto edge = startEdge();
+  std::this_thread::sleep_for(3s);
+  cloud->signal(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  EXPECT_EQ(edge->wait(30s), 1) << edge->output();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 10s);
+  EXPECT_THAT(edge->output(), HasSubstr("no message from the cloud"));
+}
+
+TEST_F(SplitProcesses, CloudNoticesADeadEdge) {
+  std::ofstream(config_) << R"(
+run: {name: procs, epochs: 1000}
+data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
+model: {name: cnn}
+split: {point: 2, staleness: 2}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
+)";
+  auto cloud = startCloud();
+  auto edge = startEdge();
+  std::this_thread::sleep_for(3s);
+  edge->signal(SIGKILL);
+  EXPECT_EQ(cloud->wait(30s), 1) << cloud->output();
+  EXPECT_THAT(cloud->output(), HasSubstr("went silent"));
+  EXPECT_TRUE(summary("cloud")["interrupted"].get<bool>());
+}
+
+TEST_F(SplitProcesses, CloudWithoutEdgeGivesUpAfterAcceptTimeout) {
+  auto cloud = startCloud({"--set", "link.accept_timeout_s=1"});
+  EXPECT_EQ(cloud->wait(30s), 1);
+  EXPECT_THAT(cloud->output(), HasSubstr("no edge connected"));
+}
+
+TEST_F(SplitProcesses, EdgeWithoutCloudGivesUp) {
+  endpoint_ = "tcp://127.0.0.1:9";  // discard port: nothing listens
+  auto edge = startEdge({"--set", "link.connect_timeout_s=1.5"});
+  EXPECT_EQ(edge->wait(30s), 1);
+  EXPECT_THAT(edge->output(), HasSubstr("without an answer (is cloud_trainer running and reachable?)"));
+}
+
+}  // namespace
+}  // namespace tandem
