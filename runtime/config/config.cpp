@@ -134,6 +134,21 @@ class Section {
     }
   }
 
+  void readStringList(const std::string& key, std::vector<std::string>& out) {
+    YAML::Node n = lookup(key);
+    if (!n.IsDefined()) return;
+    if (n.IsScalar()) {  // a single value: `codecs: int8`
+      out = {n.Scalar()};
+      return;
+    }
+    if (!n.IsSequence()) typeError(key, n, "a list of strings");
+    out.clear();
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar()) typeError(key, n[i], "a string");
+      out.push_back(n[i].Scalar());
+    }
+  }
+
   // A mapping of integer keys to integer values, e.g. `{0: 0, 3: 4}`.
   void readIntMap(const std::string& key, std::map<int, int>& out, int key_min, int key_max,
                   int value_min, int value_max) {
@@ -339,6 +354,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readInt("staleness", c.split.staleness, 0, 64);
     s.readIntMap("staleness_schedule", c.split.staleness_schedule, 0, 100000, 0, 64);
     s.readChoice("replay", c.split.replay, {"recompute", "retain"});
+    s.readChoice("compensation", c.split.compensation, {"none", "lr", "momentum"});
     s.finish();
   }
   {
@@ -350,8 +366,17 @@ Config parseTree(YAML::Node root, Origin& origin) {
   }
   {
     auto s = top.section("scheduler");
-    s.readBool("enabled", c.scheduler.enabled);
-    s.readDouble("memory_budget_mb", c.scheduler.memory_budget_mb, 0.0, 1e9);
+    auto& sc = c.scheduler;
+    s.readBool("enabled", sc.enabled);
+    s.readDouble("memory_budget_mb", sc.memory_budget_mb, 0.0, 1e9);
+    s.readStringList("codecs", sc.codecs);
+    if (sc.codecs.empty()) s.valueError("codecs", s.raw("codecs"), "needs at least one codec");
+    s.readDouble("hysteresis", sc.hysteresis, 0.0, 1.0);
+    s.readDouble("replan_threshold", sc.replan_threshold, 0.0, 100.0, true);
+    s.readString("profile_dir", sc.profile_dir, false);
+    s.readInt("profile_iterations", sc.profile_iterations, 1, 1000);
+    s.readIntMap("split_schedule", sc.split_schedule, 0, 100000, 0, 10000);
+    s.readInt<std::int64_t>("probe_bytes", sc.probe_bytes, 1024, std::int64_t{64} << 20);
     s.finish();
   }
   {

@@ -75,6 +75,10 @@ struct SplitConfig {
   int staleness = 0;       // K: batches the edge may run ahead of the gradients
   std::map<int, int> staleness_schedule;  // epoch → K from that epoch on
   std::string replay = "recompute";       // recompute | retain
+  // How the edge tempers a gradient that is s updates stale: none; lr (step × 1/(1+s));
+  // momentum (SGD momentum μ → max(0, μ − s/(s+1)): asynchrony already adds about that
+  // much implicit momentum).
+  std::string compensation = "momentum";
 
   // K in force during `epoch` (0-based), after the schedule.
   int stalenessAt(int epoch) const;
@@ -87,8 +91,18 @@ struct CompressionConfig {
 };
 
 struct SchedulerConfig {
-  bool enabled = false;
+  bool enabled = false;           // profile, estimate the link and plan (advice only unless split.point: auto)
   double memory_budget_mb = 0.0;  // 0: no budget
+  std::vector<std::string> codecs{"none"};  // uplink codecs the planner may choose
+  double hysteresis = 0.10;        // relative gain needed to change the split or codec
+  double replan_threshold = 0.30;  // re-plan mid-epoch when the bandwidth estimate moves this much
+  std::string profile_dir = "runs/profiles";
+  int profile_iterations = 5;
+  std::map<int, int> split_schedule;  // epoch → split point, forced (experiments, tests)
+  std::int64_t probe_bytes = 256 * 1024;  // largest bandwidth probe
+
+  // Profiling, telemetry and planning are on.
+  bool active(const SplitConfig& split) const { return enabled || split.automatic || !split_schedule.empty(); }
 };
 
 struct EmulateConfig {

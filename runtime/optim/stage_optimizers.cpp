@@ -53,6 +53,25 @@ void StageOptimizers::step() {
   for (auto& [s, o] : optimizers_) o->step();
 }
 
+void StageOptimizers::stepWith(double lr_factor, double momentum) {
+  const double base_lr = lr_;
+  setLearningRate(base_lr * lr_factor);
+  if (momentum >= 0 && config_.name == "sgd") {
+    for (auto& [s, o] : optimizers_) {
+      for (auto& group : o->param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).momentum(momentum);
+    }
+  }
+  step();
+  setLearningRate(base_lr);
+  if (momentum >= 0 && config_.name == "sgd") {
+    for (auto& [s, o] : optimizers_) {
+      for (auto& group : o->param_groups()) {
+        static_cast<torch::optim::SGDOptions&>(group.options()).momentum(config_.momentum);
+      }
+    }
+  }
+}
+
 void StageOptimizers::setLearningRate(double lr) {
   lr_ = lr;
   for (auto& [s, o] : optimizers_) {

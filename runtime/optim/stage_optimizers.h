@@ -24,6 +24,10 @@ class StageOptimizers {
 
   void zeroGrad();
   void step();
+  // One step with the learning rate scaled by `lr_factor` and, for SGD, the momentum set
+  // to `momentum` (negative: unchanged); both are restored afterwards. The edge uses it
+  // to compensate stale gradients.
+  void stepWith(double lr_factor, double momentum);
   void setLearningRate(double lr);
   double learningRate() const { return lr_; }
 

@@ -11,6 +11,8 @@
 #include "runtime/common/strings.h"
 #include "runtime/optim/schedule.h"
 #include "runtime/pipeline/link.h"
+#include "runtime/pipeline/migration.h"
+#include "runtime/scheduler/profiler.h"
 
 namespace tandem::pipeline {
 
@@ -64,8 +66,15 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
       log_(log::get("cloud.pipeline")),
       transport_(std::move(transport)) {
   // Validate what this side owns now, pointing at the keys, rather than at the first edge.
-  const auto reference = buildModel(config_);
+  auto reference = buildModel(config_);
   initialSplitPoint(config_, reference);
+  if (config_.scheduler.active(config_.split)) {
+    // The cloud has no data: its stages are timed on random inputs of the right shape.
+    const auto& shape = reference.boundaryShapes().front();
+    std::vector<std::int64_t> batch{config_.data.batch_size};
+    batch.insert(batch.end(), shape.begin(), shape.end());
+    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), "cloud"));
+  }
   if (config_.compression.downlink != "none") {
     try {
       transport::CodecCache codecs;
@@ -152,6 +161,7 @@ void CloudTrainer::onHello(Message& message) {
   body.split_point = hello.split_point;
   const auto state = s->model->state(0, s->split);
   body.weight_tensors = static_cast<std::uint32_t>(state.size());
+  body.cloud_profile = cloud_profile_;
   for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
   log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs",
              s->id, hello.edge_name, hello.run_name, hello.model, s->split, s->stages, hello.staleness, hello.replay,
@@ -191,7 +201,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     const auto correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
     s.eval.add(loss, correct, batch);
     s.model->train(true);
-    Message result(MessageType::kEvalResult, transport::StepResult{loss, correct, batch});
+    Message result(MessageType::kEvalResult, transport::StepResult{loss, correct, batch, message.received_at, 0.0});
     result.header.epoch = message.header.epoch;
     result.header.step = message.header.step;
     reply(&s, s.peer, std::move(result));
@@ -210,11 +220,58 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   s.train.add(loss, correct, batch);
   ++s.next_step;
 
-  Message result(MessageType::kGradients, transport::StepResult{loss, correct, batch});
+  Message result(MessageType::kGradients, transport::StepResult{loss, correct, batch, message.received_at, 0.0});
   result.header.epoch = message.header.epoch;
   result.header.step = message.header.step;
   if (s.split > 0) addTensor(result, activation.grad(), config_.compression.downlink, s.codecs);
+  std::get<transport::StepResult>(result.body).replied_at = transport::steadySeconds();
   reply(&s, s.peer, std::move(result));
+}
+
+void CloudTrainer::onProbe(Session& s, Message& message) {
+  const auto info = std::get<transport::ProbeInfo>(message.body);
+  if (info.reply_bytes > static_cast<std::uint64_t>(config_.scheduler.probe_bytes) * 4) {
+    throw WireError(ErrorCode::kTooLarge, "probe asks for " + std::to_string(info.reply_bytes) + " bytes back");
+  }
+  Message reply_message(MessageType::kProbeReply, transport::ProbeInfo{info.t0, message.received_at, 0.0, 0});
+  if (info.reply_bytes > 0) {
+    addFrame(reply_message,
+             transport::rawFrame(torch::zeros({static_cast<std::int64_t>(info.reply_bytes)}, torch::kUInt8)));
+  }
+  std::get<transport::ProbeInfo>(reply_message.body).t2 = transport::steadySeconds();
+  reply(&s, s.peer, std::move(reply_message));
+}
+
+void CloudTrainer::onMigrate(Session& s, Message& message) {
+  const auto info = std::get<transport::MigrateInfo>(message.body);
+  const int from = static_cast<int>(info.from);
+  const int to = static_cast<int>(info.to);
+  if (from != s.split) {
+    throw WireError(ErrorCode::kUnexpected, "migration from split " + std::to_string(from) + " but the split is " +
+                                                std::to_string(s.split));
+  }
+  if (to > s.stages) {
+    throw WireError(ErrorCode::kUnexpected, "migration to split " + std::to_string(to) + " beyond the " +
+                                                std::to_string(s.stages) + " stages");
+  }
+  if (info.codec != "none") {
+    try {
+      s.codecs.get(info.codec);
+    } catch (const std::exception& e) {
+      throw WireError(ErrorCode::kUnexpected, std::string("migration to an unknown codec: ") + e.what());
+    }
+  }
+  Message ack(MessageType::kMigrateAck, transport::MigrateInfo{info.from, info.to, info.codec, {}});
+  if (to < from) {
+    unpackStages(message, *s.model, *s.optimizer, to, from, s.codecs);
+  } else if (to > from) {
+    if (!message.header.tensors.empty()) throw WireError(ErrorCode::kInvalidTensor, "stages move to the edge: no tensors expected");
+    packStages(ack, *s.model, *s.optimizer, from, to);
+  }
+  log_->info("session {:016x}: split {} → {} (uplink {})", s.id, from, to, info.codec);
+  s.split = to;
+  ack.header.epoch = message.header.epoch;
+  reply(&s, s.peer, std::move(ack));
 }
 
 void CloudTrainer::closeEpoch(Session& s) {
@@ -330,6 +387,8 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kEvalActivations: onActivations(*s, message, false); break;
       case MessageType::kEpochBegin: onEpochBegin(*s, message); break;
       case MessageType::kEpochEnd: onEpochEnd(*s, message); break;
+      case MessageType::kProbe: onProbe(*s, message); break;
+      case MessageType::kMigrate: onMigrate(*s, message); break;
       case MessageType::kShutdown: {
         const auto info = std::get<transport::ShutdownInfo>(message.body);
         reply(s, peer, Message(MessageType::kShutdownAck, std::monostate{}));

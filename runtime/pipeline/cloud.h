@@ -59,6 +59,8 @@ class CloudTrainer {
   void onActivations(Session& s, transport::Message& message, bool train);
   void onEpochBegin(Session& s, transport::Message& message);
   void onEpochEnd(Session& s, transport::Message& message);
+  void onProbe(Session& s, transport::Message& message);
+  void onMigrate(Session& s, transport::Message& message);
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, bool completed, const std::string& reason);
   void reply(Session* s, const std::string& peer, transport::Message message);
@@ -74,6 +76,7 @@ class CloudTrainer {
   std::uint64_t completed_ = 0;
   std::uint64_t failed_ = 0;
   std::uint64_t refused_ = 0;
+  std::string cloud_profile_;  // JSON of this side's stage times, sent in Welcome
   bool last_completed_ = false;
 };
 

@@ -10,6 +10,8 @@
 #include "runtime/common/strings.h"
 #include "runtime/optim/schedule.h"
 #include "runtime/pipeline/link.h"
+#include "runtime/pipeline/migration.h"
+#include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
 
 namespace tandem::pipeline {
@@ -52,9 +54,32 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
       config::failAt(config_, key, e.what());
     }
   }
-  if (config_.compression.error_feedback && config_.compression.uplink != "none" && split_ > 0) {
-    error_feedback_ = std::make_unique<compression::ErrorFeedback>();
+  uplink_codec_ = config_.compression.uplink;
+  for (const auto& spec : config_.scheduler.codecs) {
+    if (spec == "none") continue;
+    try {
+      codecs_.get(spec);
+    } catch (const std::exception& e) {
+      config::failAt(config_, "scheduler.codecs", e.what());
+    }
   }
+  for (const auto& [epoch, point] : config_.scheduler.split_schedule) {
+    if (point > model_.numStages()) {
+      config::failAt(config_, "scheduler.split_schedule",
+                     "split " + std::to_string(point) + " for epoch " + std::to_string(epoch) + " is beyond the " +
+                         std::to_string(model_.numStages()) + " stages");
+    }
+  }
+  scheduling_ = config_.scheduler.active(config_.split);
+  if (scheduling_) {
+    std::vector<std::int64_t> first(static_cast<std::size_t>(std::min(config_.data.batch_size, train_set_->size())));
+    for (std::size_t i = 0; i < first.size(); ++i) first[i] = static_cast<std::int64_t>(i);
+    edge_profile_ = scheduler::sideProfile(config_, model_, train_set_->gather(first).inputs, "edge");
+  }
+}
+
+bool EdgeTrainer::useErrorFeedback() const {
+  return config_.compression.error_feedback && uplink_codec_ != "none" && split_ > 0;
 }
 
 EdgeTrainer::~EdgeTrainer() {
@@ -140,6 +165,125 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
     state[i].copy_(transport::frameToTensor(meta, std::move(welcome.payloads[i]), codecs_));
   }
   log_->info("session {:016x} with cloud '{}' at {}", session_, body.cloud_name, transport_->endpoint());
+
+  if (scheduling_) {
+    auto profile = scheduler::describeModel(model_, config_.data.batch_size, config_.optimizer.name);
+    profile.edge = edge_profile_;
+    if (body.cloud_profile.empty()) {
+      log_->warn("the cloud sent no stage profile (scheduler off in its config?): assuming it is as fast as the edge");
+      profile.cloud = edge_profile_;
+    } else {
+      try {
+        profile.cloud = scheduler::sideFromJson(body.cloud_profile);
+      } catch (const std::exception& e) {
+        throw ProtocolError(std::string("the cloud's stage profile is unusable: ") + e.what());
+      }
+      if (static_cast<int>(profile.cloud.forward_seconds.size()) != model_.numStages()) {
+        throw ProtocolError("the cloud's stage profile has " + std::to_string(profile.cloud.forward_seconds.size()) +
+                            " stages, the model " + std::to_string(model_.numStages()));
+      }
+    }
+    scheduler_ = std::make_unique<EdgeScheduler>(config_, std::move(profile));
+    probe(true, stop);
+    const auto e = scheduler_->estimate();
+    log_->info("link: uplink {:.2f} Mbit/s, downlink {:.2f} Mbit/s, rtt {:.1f} ms", e.uplink_bps / 1e6,
+               e.downlink_bps / 1e6, e.rtt_seconds * 1e3);
+  }
+}
+
+void EdgeTrainer::probe(bool bandwidth, const std::atomic<bool>& stop) {
+  auto& link = scheduler_->link();
+  link.resetSpacing();
+  const auto exchange = [&](std::uint64_t up_bytes, std::uint64_t down_bytes) {
+    Message m(MessageType::kProbe, transport::ProbeInfo{transport::steadySeconds(), 0, 0, down_bytes});
+    m.header.session = session_;
+    if (up_bytes > 0) addFrame(m, transport::rawFrame(torch::zeros({static_cast<std::int64_t>(up_bytes)}, torch::kUInt8)));
+    const auto wire = wireBytes(m);
+    auto& info = std::get<transport::ProbeInfo>(m.body);
+    info.t0 = transport::steadySeconds();
+    const double t0 = info.t0;
+    send(std::move(m));
+    auto reply = await(MessageType::kProbeReply, "a probe reply", std::chrono::seconds(120), stop);
+    const auto& r = std::get<transport::ProbeInfo>(reply.body);
+    if (up_bytes == 0 && down_bytes == 0) link.onPing(t0, r.t1, r.t2, reply.received_at);
+    if (up_bytes > 0) link.onUplink(wire, t0, r.t1);
+    if (down_bytes > 0) link.onDownlink(reply.wire_bytes, r.t2, reply.received_at);
+    link.resetSpacing();
+    return reply.received_at - t0;
+  };
+  for (int i = 0; i < 5; ++i) exchange(0, 0);
+  if (!bandwidth) return;
+  // Grow the probe until it takes long enough to say something about the rate.
+  for (std::uint64_t size = 16 * 1024;; size *= 4) {
+    const double up = exchange(size, 0);
+    const double down = exchange(0, size);
+    const double rtt = link.rttSeconds();
+    if ((up - rtt > 0.05 && down - rtt > 0.05) || size * 4 > static_cast<std::uint64_t>(config_.scheduler.probe_bytes)) {
+      break;
+    }
+  }
+}
+
+void EdgeTrainer::migrate(int epoch, int to, const std::string& codec, const std::string& trigger,
+                          telemetry::RunSummary& summary, const std::atomic<bool>& stop) {
+  TANDEM_ENFORCE(buffer_.empty(), "migration with batches in flight");
+  const int from = split_;
+  if (to == from && codec == uplink_codec_) return;
+  const auto start = Clock::now();
+  const auto bytes_before = bytes_up_ + bytes_down_;
+  Message m(MessageType::kMigrate, transport::MigrateInfo{static_cast<std::uint32_t>(from),
+                                                          static_cast<std::uint32_t>(to), codec, {}});
+  m.header.session = session_;
+  if (to < from) packStages(m, model_, *optimizer_, to, from);
+  send(std::move(m));
+  auto ack = await(MessageType::kMigrateAck, "a migration acknowledgement", std::nullopt, stop);
+  if (to > from) unpackStages(ack, model_, *optimizer_, from, to, codecs_);
+  split_ = to;
+  uplink_codec_ = codec;
+  telemetry::Repartition r;
+  r.epoch = epoch;
+  r.step = static_cast<std::int64_t>(next_step_);
+  r.from = from;
+  r.to = to;
+  r.codec = codec;
+  r.trigger = trigger;
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.bytes = bytes_up_ + bytes_down_ - bytes_before;
+  summary.repartitions.push_back(r);
+  log_->info("re-partitioned ({}): split {} → {}, uplink {}, {} moved in {:.3f} s", trigger, from, to, codec,
+             formatBytes(static_cast<double>(r.bytes)), r.seconds);
+}
+
+void EdgeTrainer::replan(int epoch, std::int64_t remaining, int staleness, const std::string& trigger,
+                         telemetry::RunSummary& summary, const std::atomic<bool>& stop) {
+  auto decision = scheduler_->plan(split_, uplink_codec_, staleness, remaining);
+  const auto step = static_cast<std::int64_t>(next_step_);
+  auto scheduled = config_.scheduler.split_schedule.find(epoch);
+  if (trigger != "bandwidth" && scheduled != config_.scheduler.split_schedule.end()) {
+    decision.split = scheduled->second;
+    decision.codec = uplink_codec_;
+    decision.changed = decision.split != split_;
+    decision.reason = "scheduled";
+    decision.predicted_epoch_seconds =
+        scheduler_->predict(decision.split, decision.codec, staleness, remaining) +
+        scheduler_->costModel().migrationSeconds(split_, decision.split, scheduler_->estimate());
+    const double current = decision.predicted_epoch_seconds;
+    migrate(epoch, decision.split, decision.codec, "scheduled", summary, stop);
+    scheduler_->begin(std::move(decision), "scheduled", epoch, step, true, current);
+    return;
+  }
+  if (config_.split.automatic) {
+    const auto to = decision.split;
+    const auto codec = decision.codec;
+    const double predicted = decision.predicted_epoch_seconds;
+    if (decision.changed) log_->info("planner: {} → split {}, uplink {} ({})", trigger, to, codec, decision.reason);
+    migrate(epoch, to, codec, trigger, summary, stop);
+    scheduler_->begin(std::move(decision), trigger, epoch, step, true, predicted);
+  } else {
+    // Advice only: log what the planner would do and what it predicts for the fixed pair.
+    const double current = scheduler_->predict(split_, uplink_codec_, staleness, remaining);
+    scheduler_->begin(std::move(decision), trigger, epoch, step, false, current);
+  }
 }
 
 torch::Tensor EdgeTrainer::forwardWithStash(const torch::Tensor& input, ReplayEntry& entry) {
@@ -183,15 +327,17 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   message.header.session = session_;
   message.header.epoch = static_cast<std::uint32_t>(epoch);
   message.header.step = entry.step;
-  const auto& spec = config_.compression.uplink;
-  if (error_feedback_) {
+  const auto& spec = uplink_codec_;
+  if (useErrorFeedback()) {
     const auto values = activation.detach().contiguous();
-    auto bytes = error_feedback_->encode(codecs_.get(spec), entry.step, values.data_ptr<float>(), values.sizes().vec());
+    auto bytes = error_feedback_.encode(codecs_.get(spec), entry.step, values.data_ptr<float>(), values.sizes().vec());
     addFrame(message, transport::payloadFrame(values, codecs_.get(spec).spec(), std::move(bytes)));
   } else {
     addTensor(message, activation, spec, codecs_);
   }
   addFrame(message, transport::rawFrame(batch.labels));
+  entry.wire_bytes = wireBytes(message);
+  entry.sent_at = transport::steadySeconds();
   send(std::move(message));
   buffer_.push(std::move(entry));
 }
@@ -200,6 +346,15 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   ReplayEntry entry = buffer_.pop(message.header.step);
   const auto& result = std::get<transport::StepResult>(message.body);
   stats.add(result.loss, result.correct, entry.samples);
+  if (scheduler_) {
+    auto& link = scheduler_->link();
+    link.onUplink(entry.wire_bytes, entry.sent_at, result.arrived_at);
+    link.onDownlink(message.wire_bytes, result.replied_at, message.received_at);
+    const auto e = scheduler_->estimate();
+    link_history_.push_back({static_cast<std::int64_t>(entry.step),
+                             std::chrono::duration<double>(Clock::now() - started_).count(), e.uplink_bps,
+                             e.downlink_bps, e.rtt_seconds});
+  }
   const int staleness = static_cast<int>(updates_ - entry.updates_at_send);
   replay_stats_.max_staleness = std::max(replay_stats_.max_staleness, staleness);
   ++replay_stats_.staleness[staleness];
@@ -214,9 +369,9 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
                           std::to_string(entry.samples));
     }
     auto grad = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), codecs_);
-    if (error_feedback_) {
+    if (useErrorFeedback()) {
       grad = grad.contiguous();
-      error_feedback_->correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
+      error_feedback_.correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
     }
     optimizer_->zeroGrad();
     if (config_.split.replay == "retain") {
@@ -237,14 +392,22 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
       torch::NoGradGuard no_grad;
       for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
     }
-    optimizer_->step();
+    if (staleness == 0 || config_.split.compensation == "none") {
+      optimizer_->step();
+    } else if (config_.split.compensation == "lr" || config_.optimizer.name != "sgd") {
+      optimizer_->stepWith(1.0 / (1.0 + staleness), -1.0);
+    } else {
+      const double s_frac = static_cast<double>(staleness) / (staleness + 1.0);
+      optimizer_->stepWith(1.0, std::max(0.0, config_.optimizer.momentum - s_frac));
+    }
   } else {
     expectTensorCount(message, 0);
   }
   ++updates_;
 }
 
-void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, const std::atomic<bool>& stop) {
+void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, telemetry::RunSummary& summary,
+                             const std::atomic<bool>& stop) {
   buffer_.setCapacity(static_cast<std::size_t>(staleness) + 1);
   model_.train(true);
   train_loader_->startEpoch(epoch);
@@ -275,12 +438,22 @@ void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, cons
     progress.update(stats.steps, stats.samples, status);
     return true;
   };
+  const std::int64_t batches = train_loader_->batchesPerEpoch();
+  std::int64_t sent = 0;
   while (auto batch = train_loader_->next()) {
     if (stop) break;
-    while (!buffer_.empty() && drainOne(false)) {
-    }
+    // Apply at most one gradient that has already arrived per batch sent: draining them all
+    // at once replays a convoy of batches while the uplink sits idle (the cost model's
+    // simulation shows the interleaved loop is never slower).
+    if (!buffer_.empty()) drainOne(false);
     while (buffer_.full()) drainOne(true);
+    if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved()) {
+      // The link changed under us: land what is in flight, then re-plan the rest.
+      while (!buffer_.empty()) drainOne(true);
+      replan(epoch, batches - sent, staleness, "bandwidth", summary, stop);
+    }
     sendTrainBatch(epoch, *batch);
+    ++sent;
   }
   train_loader_->stop();
   while (!buffer_.empty()) drainOne(true);  // every update lands, also when stopping
@@ -308,7 +481,7 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
     message.header.session = session_;
     message.header.epoch = static_cast<std::uint32_t>(epoch);
     message.header.step = step++;
-    addTensor(message, model_.forward(batch->inputs, 0, split_), config_.compression.uplink, codecs_);
+    addTensor(message, model_.forward(batch->inputs, 0, split_), uplink_codec_, codecs_);
     addFrame(message, transport::rawFrame(batch->labels));
     send(std::move(message));
     ++in_flight;
@@ -342,6 +515,7 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   summary.dataset = config_.data.dataset;
   summary.epochs_planned = config_.run.epochs;
 
+  started_ = start;
   handshake(stop);
   log_->info("training: {} train / {} test samples, {} batches of {} per epoch", train_set_->size(),
              test_set_->size(), train_loader_->batchesPerEpoch(), config_.data.batch_size);
@@ -351,6 +525,10 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     const auto down_before = bytes_down_;
     const int staleness = config_.split.stalenessAt(epoch);
     const double lr = optim::learningRate(config_.optimizer, epoch, config_.run.epochs);
+    if (scheduler_) {
+      if (epoch > 0) probe(false, stop);  // the link is idle between epochs: refresh the RTT
+      replan(epoch, train_loader_->batchesPerEpoch(), staleness, epoch == 0 ? "start" : "epoch", summary, stop);
+    }
     optimizer_->setLearningRate(lr);
     Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(staleness), 0, 0, 0});
     begin.header.session = session_;
@@ -358,8 +536,9 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     send(std::move(begin));
 
     RunningStats train;
-    trainEpoch(epoch, staleness, train, stop);
+    trainEpoch(epoch, staleness, train, summary, stop);
     const double train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    if (scheduler_) scheduler_->finish(static_cast<std::int64_t>(next_step_));
     Message end(MessageType::kEpochEnd, transport::EpochInfo{static_cast<std::uint32_t>(staleness), train.steps,
                                                              train.loss(), train.accuracy()});
     end.header.session = session_;

@@ -17,6 +17,7 @@
 #include "runtime/data/loader.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/edge_scheduler.h"
 #include "runtime/pipeline/replay_buffer.h"
 #include "runtime/pipeline/setup.h"
 #include "runtime/telemetry/summary.h"
@@ -28,6 +29,15 @@ class logger;
 }
 
 namespace tandem::pipeline {
+
+// The link estimate after a training step (tests and benchmarks read the history).
+struct LinkSample {
+  std::int64_t step = 0;
+  double seconds = 0.0;  // since the run started
+  double uplink_bps = 0.0;
+  double downlink_bps = 0.0;
+  double rtt_seconds = 0.0;
+};
 
 struct ReplayStats {
   std::size_t peak_buffer = 0;            // most entries ever held by the replay buffer
@@ -48,11 +58,27 @@ class EdgeTrainer {
 
   models::StageModel& model() { return model_; }
   int splitPoint() const { return split_; }
+  const std::string& uplinkCodec() const { return uplink_codec_; }
   const ReplayStats& replayStats() const { return replay_stats_; }
+  const std::vector<LinkSample>& linkHistory() const { return link_history_; }
+  // Null unless the scheduler is active (scheduler.enabled, split.point: auto, or a split
+  // schedule).
+  const EdgeScheduler* scheduler() const { return scheduler_.get(); }
 
  private:
   void handshake(const std::atomic<bool>& stop);
-  void trainEpoch(int epoch, int staleness, RunningStats& stats, const std::atomic<bool>& stop);
+  void trainEpoch(int epoch, int staleness, RunningStats& stats, telemetry::RunSummary& summary,
+                  const std::atomic<bool>& stop);
+  // Pings the cloud (RTT, clock offset) and, with `bandwidth`, sends probes of growing
+  // size both ways. Only while nothing is in flight.
+  void probe(bool bandwidth, const std::atomic<bool>& stop);
+  // Plans (or applies the split schedule) and migrates when the choice differs.
+  void replan(int epoch, std::int64_t remaining, int staleness, const std::string& trigger,
+              telemetry::RunSummary& summary, const std::atomic<bool>& stop);
+  // Moves the split to `to` and the uplink codec to `codec`; the replay buffer must be empty.
+  void migrate(int epoch, int to, const std::string& codec, const std::string& trigger, telemetry::RunSummary& summary,
+               const std::atomic<bool>& stop);
+  bool useErrorFeedback() const;
   RunningStats evaluateEpoch(int epoch, const std::atomic<bool>& stop);
   void sendTrainBatch(int epoch, const data::Batch& batch);
   void applyGradient(transport::Message& message, RunningStats& stats);
@@ -76,7 +102,13 @@ class EdgeTrainer {
   std::unique_ptr<data::BatchLoader> test_loader_;
   std::unique_ptr<optim::StageOptimizers> optimizer_;
   transport::CodecCache codecs_;
-  std::unique_ptr<compression::ErrorFeedback> error_feedback_;
+  compression::ErrorFeedback error_feedback_;
+  std::string uplink_codec_;
+  bool scheduling_ = false;
+  scheduler::SideProfile edge_profile_;
+  std::unique_ptr<EdgeScheduler> scheduler_;
+  std::vector<LinkSample> link_history_;
+  std::chrono::steady_clock::time_point started_;
 
   std::uint64_t session_ = 0;
   std::uint64_t next_step_ = 0;

@@ -23,6 +23,8 @@ struct ReplayEntry {
   std::vector<std::shared_ptr<torch::nn::Module>> stash;
   std::uint64_t updates_at_send = 0;  // edge optimizer steps done when the batch was sent
   std::int64_t samples = 0;
+  double sent_at = 0.0;          // edge steady clock (s) when handed to the transport
+  std::uint64_t wire_bytes = 0;  // size of the Activations message
 };
 
 class ReplayBuffer {

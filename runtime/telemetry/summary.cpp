@@ -62,6 +62,11 @@ std::string toJson(const RunSummary& s) {
                       {"bytes_uplink", e.bytes_uplink},
                       {"bytes_downlink", e.bytes_downlink}});
   }
+  json repartitions = json::array();
+  for (const auto& r : s.repartitions) {
+    repartitions.push_back({{"epoch", r.epoch}, {"step", r.step}, {"from", r.from}, {"to", r.to}, {"codec", r.codec},
+                            {"trigger", r.trigger}, {"seconds", r.seconds}, {"bytes", r.bytes}});
+  }
   const bool any = !s.history.empty();
   json out = {
       {"role", s.role},
@@ -84,6 +89,7 @@ std::string toJson(const RunSummary& s) {
       {"bytes_downlink", s.bytes_downlink},
       {"split_points", s.splitPoints()},
       {"staleness", s.staleness()},
+      {"repartitions", repartitions},
       {"history", epochs},
   };
   return out.dump(2) + "\n";

@@ -28,6 +28,18 @@ struct EpochRecord {
   double samplesPerSecond() const { return train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0; }
 };
 
+// One live re-partition.
+struct Repartition {
+  int epoch = 0;
+  std::int64_t step = 0;  // training steps before it
+  int from = 0;
+  int to = 0;
+  std::string codec;
+  std::string trigger;  // start | epoch | bandwidth | scheduled
+  double seconds = 0.0;
+  std::uint64_t bytes = 0;
+};
+
 struct RunSummary {
   std::string role;  // edge | cloud | standalone runs report role "edge"
   std::string run_name;
@@ -40,6 +52,7 @@ struct RunSummary {
   std::uint64_t bytes_uplink = 0;
   std::uint64_t bytes_downlink = 0;
   std::vector<EpochRecord> history;
+  std::vector<Repartition> repartitions;
 
   std::int64_t totalSteps() const;
   std::int64_t totalSamples() const;

@@ -44,6 +44,12 @@ class Reader {
     if (n > 0) archive_(cereal::binary_data(out.data(), static_cast<std::size_t>(n)));
   }
 
+  void uints(std::vector<std::uint32_t>& out, const char* what) {
+    const std::size_t n = count(limits_.max_tensors, 4, what);
+    out.resize(n);
+    for (auto& v : out) archive_(v);
+  }
+
   std::size_t count(std::uint64_t limit, std::size_t min_element_bytes, const char* what) {
     cereal::size_type n = 0;
     archive_(cereal::make_size_tag(n));
@@ -95,6 +101,10 @@ void visitBody(MessageType type, Visitor&& v) {
     case MessageType::kEpochAck: v(EpochInfo{}); break;
     case MessageType::kShutdown: v(ShutdownInfo{}); break;
     case MessageType::kError: v(ErrorInfo{}); break;
+    case MessageType::kProbe:
+    case MessageType::kProbeReply: v(ProbeInfo{}); break;
+    case MessageType::kMigrate:
+    case MessageType::kMigrateAck: v(MigrateInfo{}); break;
     default: v(std::monostate{}); break;
   }
 }
@@ -120,12 +130,29 @@ void fields(IO& io, Welcome& w) {
   io.string(w.cloud_name, "welcome.cloud_name");
   io.pod(w.split_point);
   io.pod(w.weight_tensors);
+  io.string(w.cloud_profile, "welcome.cloud_profile");
 }
 template <typename IO>
 void fields(IO& io, StepResult& r) {
   io.pod(r.loss);
   io.pod(r.correct);
   io.pod(r.samples);
+  io.pod(r.arrived_at);
+  io.pod(r.replied_at);
+}
+template <typename IO>
+void fields(IO& io, ProbeInfo& p) {
+  io.pod(p.t0);
+  io.pod(p.t1);
+  io.pod(p.t2);
+  io.pod(p.reply_bytes);
+}
+template <typename IO>
+void fields(IO& io, MigrateInfo& m) {
+  io.pod(m.from);
+  io.pod(m.to);
+  io.string(m.codec, "migrate.codec");
+  io.uints(m.optimizer_layout, "migrate.optimizer_layout");
 }
 template <typename IO>
 void fields(IO& io, EpochInfo& e) {
@@ -157,6 +184,10 @@ struct WriterAdapter {
     w.pod(v);
   }
   void string(std::string& s, const char*) { w.string(s); }
+  void uints(std::vector<std::uint32_t>& v, const char*) {
+    w.count(v.size());
+    for (auto x : v) w.pod(x);
+  }
 };
 
 }  // namespace
@@ -176,11 +207,15 @@ const char* messageTypeName(MessageType type) {
     case MessageType::kShutdown: return "Shutdown";
     case MessageType::kShutdownAck: return "ShutdownAck";
     case MessageType::kError: return "Error";
+    case MessageType::kProbe: return "Probe";
+    case MessageType::kProbeReply: return "ProbeReply";
+    case MessageType::kMigrate: return "Migrate";
+    case MessageType::kMigrateAck: return "MigrateAck";
   }
   return "Unknown";
 }
 
-bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 13; }
+bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 17; }
 
 std::size_t dtypeSize(DType dtype) {
   switch (dtype) {

@@ -35,6 +35,10 @@ enum class MessageType : std::uint8_t {
   kShutdown = 11,        // edge → cloud: ShutdownInfo, orderly end of the run
   kShutdownAck = 12,     // cloud → edge
   kError = 13,           // either way: ErrorInfo
+  kProbe = 14,           // edge → cloud: ProbeInfo; optional payload (uplink probe)
+  kProbeReply = 15,      // cloud → edge: ProbeInfo with the cloud's times; optional payload
+  kMigrate = 16,         // edge → cloud: MigrateInfo; tensors of stages moving to the cloud
+  kMigrateAck = 17,      // cloud → edge: MigrateInfo; tensors of stages moving to the edge
 };
 const char* messageTypeName(MessageType type);
 bool isKnownMessageType(std::uint8_t raw);
@@ -85,12 +89,36 @@ struct Welcome {
   std::string cloud_name;
   std::uint32_t split_point = 0;
   std::uint32_t weight_tensors = 0;  // the first tensors: stages [0, split) parameters then buffers
+  std::string cloud_profile;         // JSON of the cloud's per-stage compute times; empty if not profiled
 };
 
 struct StepResult {
   double loss = 0.0;          // mean loss of the batch
   std::int64_t correct = 0;   // correct predictions in the batch
   std::int64_t samples = 0;   // batch size
+  double arrived_at = 0.0;    // cloud clock (s): the activation arrived complete
+  double replied_at = 0.0;    // cloud clock (s): this reply was handed to the transport
+};
+
+// Ping and bandwidth probe. t0: edge clock at send; t1, t2: cloud clock at arrival and
+// reply. The probe's payload (if any) measures the uplink; reply_bytes asks the cloud
+// for a payload of that size back (the downlink).
+struct ProbeInfo {
+  double t0 = 0.0;
+  double t1 = 0.0;
+  double t2 = 0.0;
+  std::uint64_t reply_bytes = 0;
+};
+
+// A re-partition from split `from` to split `to`. The stages in [min, max) move, with
+// their parameters and buffers (StageModel::state order) followed by their optimizer
+// state; `optimizer_layout` gives the number of optimizer tensors of each moved parameter
+// in order (0 before the first step; SGD 1; Adam 3).
+struct MigrateInfo {
+  std::uint32_t from = 0;
+  std::uint32_t to = 0;
+  std::string codec;  // the uplink codec from now on
+  std::vector<std::uint32_t> optimizer_layout;
 };
 
 struct EpochInfo {
@@ -122,7 +150,8 @@ struct ErrorInfo {
   std::string message;
 };
 
-using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo>;
+using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo, ProbeInfo,
+                          MigrateInfo>;
 
 // Size limits enforced while decoding, before any allocation.
 struct Limits {
@@ -130,7 +159,7 @@ struct Limits {
   std::uint64_t max_tensor_bytes = std::uint64_t{256} << 20;
   std::uint32_t max_tensors = 4096;  // Welcome carries one tensor per parameter/buffer
   std::uint32_t max_dims = 8;
-  std::uint32_t max_string_bytes = 4096;
+  std::uint32_t max_string_bytes = 16384;
 };
 
 struct DecodedHeader {

@@ -26,6 +26,7 @@ struct Message {
   std::string peer;                      // routing id of the sender / recipient (cloud side)
   bool peer_lost = false;                // set on a synthetic message: `peer` went silent
   std::uint64_t wire_bytes = 0;          // received messages: header and payload bytes
+  double received_at = 0.0;              // received messages: steady clock (s) when complete
 
   Message() = default;
   Message(MessageType type, Body b) : body(std::move(b)) { header.type = type; }
@@ -40,6 +41,9 @@ struct TransportStats {
   std::uint64_t messages_received = 0;
   std::uint64_t messages_rejected = 0;
 };
+
+// Seconds on this machine's steady clock (the clock message times are stamped with).
+double steadySeconds();
 
 // Bytes `message` occupies on the wire: its header frame and payloads.
 std::uint64_t wireBytes(const Message& message);

@@ -295,6 +295,7 @@ void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
   message.body = std::move(decoded.body);
   message.peer = std::move(peer_id);
   message.wire_bytes = bytes;
+  message.received_at = steadySeconds();
   message.payloads.reserve(payloads);
   for (std::size_t i = first + 1; i < frames.size(); ++i) message.payloads.push_back(std::move(frames[i]));
   inbound_.push(std::move(message));

@@ -77,6 +77,13 @@ TEST(Protocol, RoundTripsEveryBody) {
   }
   const auto ep = encodeHeaderFrame(header(MessageType::kEpochAck), EpochInfo{4, 100, 0.25, 0.9});
   EXPECT_EQ(std::get<EpochInfo>(decodeHeaderFrame(ep.data(), ep.size(), Limits{}).body).steps, 100);
+  const auto mg = encodeHeaderFrame(header(MessageType::kMigrate), MigrateInfo{2, 4, "int8", {1, 1, 0, 3}});
+  const auto m = std::get<MigrateInfo>(decodeHeaderFrame(mg.data(), mg.size(), Limits{}).body);
+  EXPECT_EQ(m.to, 4u);
+  EXPECT_EQ(m.codec, "int8");
+  EXPECT_EQ(m.optimizer_layout, (std::vector<std::uint32_t>{1, 1, 0, 3}));
+  const auto pr = encodeHeaderFrame(header(MessageType::kProbeReply), ProbeInfo{1.5, 2.5, 3.5, 1024});
+  EXPECT_EQ(std::get<ProbeInfo>(decodeHeaderFrame(pr.data(), pr.size(), Limits{}).body).reply_bytes, 1024u);
   const auto sd = encodeHeaderFrame(header(MessageType::kShutdown), ShutdownInfo{"interrupted", false});
   EXPECT_FALSE(std::get<ShutdownInfo>(decodeHeaderFrame(sd.data(), sd.size(), Limits{}).body).completed);
 }
@@ -135,8 +142,9 @@ TEST(Protocol, RejectsOversizedLists) {
   h.tensors = {floats({1}), floats({1}), floats({1})};
   EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{}), small), HasSubstr("tensor list: 3 entries exceed"));
   Hello hello;
-  hello.edge_name = std::string(5000, 'x');
-  EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kHello), hello)), HasSubstr("hello.edge_name: string of 5000"));
+  hello.edge_name = std::string(20000, 'x');
+  EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kHello), hello)),
+              HasSubstr("hello.edge_name: string of 20000"));
   small = Limits{};
   small.max_header_bytes = 16;
   EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kHello), Hello{}), small),

@@ -27,7 +27,8 @@ struct CloudThread {
     o.endpoint = "tcp://127.0.0.1:*";
     auto transport = std::make_unique<transport::ZmqTransport>(o);
     endpoint = transport->endpoint();
-    cloud = std::make_unique<pipeline::CloudTrainer>(config, std::move(transport), options);
+    cloud = std::make_unique<pipeline::CloudTrainer>(config, pipeline::emulateLink(config, "cloud", std::move(transport)),
+                                                     options);
     thread = std::thread([this] { outcome = cloud->run(stop); });
   }
   // Stops the cloud (if still running) and waits for it.
@@ -45,7 +46,8 @@ struct CloudThread {
 inline std::unique_ptr<pipeline::EdgeTrainer> makeEdge(const config::Config& config, const std::string& endpoint) {
   auto o = pipeline::zmqOptions(config, "edge");
   o.endpoint = endpoint;
-  return std::make_unique<pipeline::EdgeTrainer>(config, std::make_unique<transport::ZmqTransport>(o));
+  return std::make_unique<pipeline::EdgeTrainer>(
+      config, pipeline::emulateLink(config, "edge", std::make_unique<transport::ZmqTransport>(o)));
 }
 
 }  // namespace tandem::testing

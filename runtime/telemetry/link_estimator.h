@@ -1,0 +1,92 @@
+#pragma once
+// Estimates of the link (uplink and downlink bandwidth, round-trip time) from the
+// training traffic itself, plus small probes when the link is idle.
+//
+// Clocks: each side stamps times with its own steady clock, in seconds. The clock offset
+// between the sides (θ = cloud − edge) and the RTT come from ping exchanges (NTP-style,
+// the sample with the smallest RTT wins: it queued least, so its offset is the most
+// accurate). A message of S bytes sent at s (sender clock) that arrives complete at a
+// (receiver clock) occupied the link from
+//     start = max(s + θ', previous arrival − rtt/2)   to   end = a − rtt/2
+// (θ' converts the sender's clock to the receiver's: +θ up, −θ down), so the sample is
+// S·8/(end − start). This is right both for a message sent on an idle link (it starts
+// when sent) and for one that queued behind the previous one on a saturated link (it
+// starts when the previous one finished serialising); back-to-back samples do not even
+// depend on θ or the RTT. Samples are smoothed with a median of the last few, which
+// ignores a single outlier and follows a step change after ⌈window/2⌉ samples.
+//
+// Before the first ping θ and the RTT are taken as 0 (right when both sides share a
+// clock, e.g. two processes on one host); callers should ping first.
+//
+// Threading: one thread (the edge compute thread) calls everything.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+namespace tandem::telemetry {
+
+struct LinkEstimatorOptions {
+  std::size_t window = 5;              // samples in the median (0 counts as 1)
+  double min_transfer_seconds = 2e-4;  // shorter transfers carry no rate information
+  // The RTT and offset come from the smallest-RTT ping among the last `ping_window` pings
+  // (0: all of them), so an estimate can rise again when the path's RTT grows or the
+  // clocks drift apart over a long run.
+  std::size_t ping_window = 16;
+};
+
+class LinkEstimator {
+ public:
+  explicit LinkEstimator(LinkEstimatorOptions options = {});
+
+  // A ping: edge sent at t0, cloud received at t1 and replied at t2, edge received at t3.
+  // rtt = (t3 − t0) − (t2 − t1), θ = ((t1 − t0) + (t2 − t3)) / 2. A ping with a negative
+  // or non-finite RTT is ignored.
+  void onPing(double t0, double t1, double t2, double t3);
+
+  // Messages of one direction must be reported in the order they were sent (the link is
+  // FIFO). A transfer shorter than min_transfer_seconds gives no sample but still counts
+  // as the previous arrival of the next one.
+  //
+  // A message of `bytes` from edge to cloud: sent at `sent_edge` (edge clock), arrived
+  // complete at `arrived_cloud` (cloud clock).
+  void onUplink(std::uint64_t bytes, double sent_edge, double arrived_cloud);
+  // A message of `bytes` from cloud to edge: sent at `sent_cloud` (cloud clock), arrived at
+  // `arrived_edge` (edge clock).
+  void onDownlink(std::uint64_t bytes, double sent_cloud, double arrived_edge);
+
+  // Forgets previous-arrival state (after a pause in traffic, e.g. an epoch boundary).
+  void resetSpacing();
+
+  bool hasRtt() const { return rtt_.has_value(); }
+  double rttSeconds() const { return rtt_.value_or(0.0); }
+  double clockOffsetSeconds() const { return offset_; }  // cloud − edge
+  std::optional<double> uplinkBps() const;               // bits per second; none before a sample
+  std::optional<double> downlinkBps() const;
+  std::size_t uplinkSamples() const { return up_count_; }  // samples taken so far
+  std::size_t downlinkSamples() const { return down_count_; }
+
+ private:
+  struct Direction {
+    std::deque<double> samples;  // bits per second
+    std::optional<double> last_arrival;
+  };
+  struct Ping {
+    double rtt = 0.0;
+    double offset = 0.0;
+  };
+  void add(Direction& d, std::size_t& count, std::uint64_t bytes, double sent_in_receiver_clock, double arrived);
+  static std::optional<double> median(const std::deque<double>& samples);
+
+  LinkEstimatorOptions options_;
+  std::deque<Ping> pings_;
+  std::optional<double> rtt_;
+  double offset_ = 0.0;
+  Direction up_;
+  Direction down_;
+  std::size_t up_count_ = 0;
+  std::size_t down_count_ = 0;
+};
+
+}  // namespace tandem::telemetry

@@ -1,0 +1,385 @@
+#include "runtime/scheduler/planner.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "runtime/common/error.h"
+#include "tests/scheduler/synthetic_profile.h"
+
+namespace tandem::scheduler {
+namespace {
+
+using testing::encodedSize;
+using ::testing::HasSubstr;
+using testing::link;
+using testing::StageSpec;
+using testing::syntheticProfile;
+
+constexpr std::int64_t kBatch = 32;
+constexpr std::int64_t kIterations = 500;
+
+// Four stages of equal cost, shrinking activations (16384, 4096, 1024, 10 floats per
+// sample after an input of 3072). The edge is 50× slower than the cloud.
+ModelProfile uniformProfile() {
+  const StageSpec stage{0.05, 0.10, 0.001, 0.002, 0, 10'000, 0};
+  std::vector<StageSpec> stages(4, stage);
+  stages[0].output_numel = 16384;
+  stages[1].output_numel = 4096;
+  stages[2].output_numel = 1024;
+  stages[3].output_numel = 10;
+  return syntheticProfile(kBatch, {3, 32, 32}, stages);
+}
+
+// Two cheap stages, the second a wide layer (4 MB of weights) that ends in a 64-float
+// bottleneck, then two stages the edge is very slow at: split 2 is best on any link that
+// is neither very fast nor very slow, and it needs more edge memory than splits 0 and 1.
+ModelProfile bottleneckProfile() {
+  return syntheticProfile(kBatch, {3, 32, 32},
+                          {{0.002, 0.004, 0.001, 0.002, 8192, 40'000, 0},
+                           {0.002, 0.004, 0.001, 0.002, 64, 4'000'000, 0},
+                           {0.5, 1.0, 0.001, 0.002, 4096, 400'000, 0},
+                           {0.5, 1.0, 0.001, 0.002, 10, 40'000, 0}});
+}
+
+PlanInput input(const LinkEstimate& l, int current_split, int staleness = 0, std::string codec = "none") {
+  PlanInput in;
+  in.link = l;
+  in.current_split = current_split;
+  in.current_codec = std::move(codec);
+  in.staleness = staleness;
+  in.iterations = kIterations;
+  return in;
+}
+
+const Candidate& find(const Decision& d, int split, const std::string& codec = "none") {
+  const auto it = std::find_if(d.candidates.begin(), d.candidates.end(),
+                               [&](const Candidate& c) { return c.split == split && c.codec == codec; });
+  if (it == d.candidates.end()) throw std::logic_error("no such candidate");
+  return *it;
+}
+
+TEST(Planner, UploadsRawInputsOnAFastLinkWithASlowEdge) {
+  const CostModel model(uniformProfile(), encodedSize, {});
+  const Planner planner(model, {});
+  for (int k : {0, 3}) {
+    const auto d = planner.plan(input(link(1000, 1000, 1), 2, k));
+    EXPECT_EQ(d.split, 0) << "K " << k;
+    EXPECT_TRUE(d.changed);
+    EXPECT_EQ(d.reason, "best");
+    EXPECT_EQ(d.candidates.size(), 5u);
+    EXPECT_DOUBLE_EQ(d.predicted_epoch_seconds, d.candidates.front().total_seconds);
+    EXPECT_DOUBLE_EQ(d.candidates.front().total_seconds,
+                     d.candidates.front().epoch_seconds + d.candidates.front().migration_seconds);
+  }
+}
+
+TEST(Planner, KeepsEverythingOnTheEdgeOnAVerySlowLink) {
+  const CostModel model(uniformProfile(), encodedSize, {});
+  const Planner planner(model, {});
+  for (int k : {0, 3}) {
+    const auto d = planner.plan(input(link(0.1, 0.1, 50), 1, k));
+    EXPECT_EQ(d.split, 4) << "K " << k;
+    EXPECT_EQ(d.codec, "none");
+  }
+}
+
+TEST(Planner, PicksAnInteriorSplitAtTheBottleneckLayer) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  const Planner planner(model, {});
+  for (int k : {0, 3}) {
+    for (int current : {0, 4}) {
+      const auto d = planner.plan(input(link(10, 10, 20), current, k));
+      EXPECT_EQ(d.split, 2) << "K " << k << " from " << current;
+      // Every other split predicts at least 2× slower here: a clear optimum.
+      EXPECT_GT(d.candidates[1].total_seconds, 2 * d.candidates[0].total_seconds);
+    }
+  }
+}
+
+TEST(Planner, RanksFeasibleCandidatesByTotalTime) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  const auto d = Planner(model, options).plan(input(link(10, 10, 20), 1, 1));
+  ASSERT_EQ(d.candidates.size(), 10u);
+  for (std::size_t i = 1; i < d.candidates.size(); ++i) {
+    EXPECT_LE(d.candidates[i - 1].total_seconds, d.candidates[i].total_seconds);
+  }
+  const auto& c = find(d, 3, "int8");
+  EXPECT_DOUBLE_EQ(c.migration_seconds, model.migrationSeconds(1, 3, link(10, 10, 20)));
+  EXPECT_EQ(c.migration_bytes, model.migrationBytes(1, 3));
+  EXPECT_EQ(c.edge_memory_bytes, model.edgeMemoryBytes(3, 1, "int8", false));
+  EXPECT_DOUBLE_EQ(c.epoch_seconds, model.epochSeconds(c.times, kIterations, 1));
+}
+
+TEST(Planner, RespectsTheMemoryBudget) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  const auto l = link(10, 10, 20);
+  PlannerOptions options;
+  options.memory_budget_bytes = static_cast<double>(model.edgeMemoryBytes(2, 0, "none", false) - 1);
+  const auto d = Planner(model, options).plan(input(l, 1));
+  // Split 2 no longer fits (nor do 3 and 4, which hold more); of 0 and 1, 0 is faster.
+  EXPECT_EQ(d.split, 0);
+  EXPECT_TRUE(d.changed);
+  EXPECT_EQ(d.reason, "best");
+  EXPECT_FALSE(find(d, 2).feasible);
+  EXPECT_FALSE(find(d, 3).feasible);
+  EXPECT_TRUE(find(d, 1).feasible);
+  EXPECT_TRUE(find(d, 0).feasible);
+  EXPECT_LT(find(d, 2).total_seconds, find(d, 0).total_seconds);  // the unconstrained optimum
+  const auto first_infeasible =
+      std::find_if(d.candidates.begin(), d.candidates.end(), [](const Candidate& c) { return !c.feasible; });
+  EXPECT_TRUE(std::all_of(first_infeasible, d.candidates.end(), [](const Candidate& c) { return !c.feasible; }));
+  // Infeasible ones come smallest memory first.
+  for (auto it = first_infeasible + 1; it < d.candidates.end(); ++it) {
+    EXPECT_LE((it - 1)->edge_memory_bytes, it->edge_memory_bytes);
+  }
+
+  // From split 4, which is over the budget, the planner must move.
+  const auto from4 = Planner(model, options).plan(input(l, 4));
+  EXPECT_EQ(from4.split, 0);
+  EXPECT_TRUE(from4.changed);
+  EXPECT_EQ(from4.reason, "best; current pair over the memory budget");
+
+  options.memory_budget_bytes = static_cast<double>(model.edgeMemoryBytes(1, 0, "none", false) - 1);
+  const auto only = Planner(model, options).plan(input(l, 3));
+  EXPECT_EQ(only.split, 0);
+  EXPECT_EQ(only.reason, "only feasible");
+}
+
+TEST(Planner, NothingFitsIsAnErrorNamingTheSmallestRequirementAndTheBudget) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  options.memory_budget_bytes = 1000;
+  std::int64_t smallest = std::numeric_limits<std::int64_t>::max();
+  for (int p = 0; p <= 4; ++p) {
+    for (const std::string codec : {"none", "int8"}) {
+      smallest = std::min(smallest, model.edgeMemoryBytes(p, 2, codec, false));
+    }
+  }
+  try {
+    Planner(model, options).plan(input(link(10, 10, 20), 2, 2));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("no split point fits the edge memory budget"));
+    EXPECT_THAT(e.what(), HasSubstr("the smallest requirement is " + std::to_string(smallest) + " bytes"));
+    EXPECT_THAT(e.what(), HasSubstr("split 0, codec int8, staleness 2"));
+    EXPECT_THAT(e.what(), HasSubstr("the budget is 1000 bytes (0.00 MiB, scheduler.memory_budget_mb)"));
+  }
+}
+
+TEST(Planner, PrefersInt8OnASlowLinkAndNoCodecWhenEncodingCostsMoreThanItSaves) {
+  CostModelOptions cheap;
+  cheap.codec_seconds_per_byte = 6e-11;
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  const CostModel slow_model(bottleneckProfile(), encodedSize, cheap);
+  const auto slow = Planner(slow_model, options).plan(input(link(1, 1, 20), 2));
+  EXPECT_EQ(slow.split, 2);
+  EXPECT_EQ(slow.codec, "int8");
+  EXPECT_TRUE(slow.changed);  // the split is kept, the codec changes
+  EXPECT_EQ(slow.candidates.front().migration_seconds, 0.0);
+
+  CostModelOptions costly;
+  costly.codec_seconds_per_byte = 1e-8;  // 4 ms to encode one input batch
+  const CostModel fast_model(uniformProfile(), encodedSize, costly);
+  const auto fast = Planner(fast_model, options).plan(input(link(10'000, 10'000, 0.1), 0));
+  EXPECT_EQ(fast.split, 0);
+  EXPECT_EQ(fast.codec, "none");
+}
+
+TEST(Planner, KeepsTheCurrentPairWithinTheHysteresisMargin) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  const auto l = link(10, 10, 20);
+  // Restricted to splits 2 and 3, from 3: split 2 is several times faster, so only a huge
+  // margin keeps 3, and the usual 10% does not.
+  PlannerOptions options;
+  options.splits = {2, 3};
+  options.hysteresis = 0.999;
+  const auto kept = Planner(model, options).plan(input(l, 3));
+  EXPECT_EQ(kept.split, 3);
+  EXPECT_FALSE(kept.changed);
+  EXPECT_EQ(kept.reason, "kept: within hysteresis");
+  EXPECT_EQ(kept.candidates.front().split, 2);  // ranked best, but not chosen
+  EXPECT_DOUBLE_EQ(kept.predicted_epoch_seconds, find(kept, 3).total_seconds);
+
+  options.hysteresis = 0.1;
+  const auto moved = Planner(model, options).plan(input(l, 3));
+  EXPECT_EQ(moved.split, 2);
+  EXPECT_TRUE(moved.changed);
+  EXPECT_EQ(moved.reason, "best");
+}
+
+TEST(Planner, NothingLeftToPlanKeepsTheCurrentPair) {
+  // No iterations and a free link: every total is 0, and ties go to moving nothing.
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  auto in = input({0, 0, 0}, 3);
+  in.iterations = 0;
+  const auto d = Planner(model, options).plan(in);
+  EXPECT_EQ(d.split, 3);
+  EXPECT_EQ(d.codec, "none");
+  EXPECT_FALSE(d.changed);
+  EXPECT_EQ(d.predicted_epoch_seconds, 0.0);
+}
+
+TEST(Planner, RejectsOptionsItCannotHonour) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.codecs = {};
+  EXPECT_THROW(Planner(model, options), Error);
+  options.codecs = {"none", "none"};
+  EXPECT_THROW(Planner(model, options), Error);
+  options.codecs = {"none"};
+  options.splits = {0, 5};
+  EXPECT_THROW(Planner(model, options), Error);
+  options.splits = {};
+  options.hysteresis = 1.0;
+  EXPECT_THROW(Planner(model, options), Error);
+}
+
+struct Boundary {
+  double bps;  // both directions
+  int below;   // the best split on a slower link
+  int above;   // the best split on a faster one
+};
+
+// The slowest link speed at which the best split (by predicted epoch time) changes.
+Boundary firstDecisionBoundary(const CostModel& model, int staleness) {
+  const auto best = [&](double bps) {
+    const LinkEstimate l{bps, bps, 0.02};
+    int split = 0;
+    double seconds = std::numeric_limits<double>::infinity();
+    for (int p = 0; p <= model.numStages(); ++p) {
+      const double t = model.epochSeconds(model.iteration(p, "none", l), kIterations, staleness);
+      if (t < seconds) {
+        seconds = t;
+        split = p;
+      }
+    }
+    return split;
+  };
+  double lo = 1e4;
+  double hi = lo;
+  while (best(hi) == best(lo) && hi < 1e11) hi *= 1.5;
+  EXPECT_NE(best(lo), best(hi)) << "the best split never changes";
+  for (int i = 0; i < 100; ++i) {
+    const double mid = std::sqrt(lo * hi);
+    (best(mid) == best(lo) ? lo : hi) = mid;
+  }
+  return {std::sqrt(lo * hi), best(lo), best(hi)};
+}
+
+// Feeds 200 bandwidth estimates scattered ±8% around a decision boundary between two
+// splits, each decision's choice becoming the current split of the next; returns the
+// number of switches.
+int switchesAroundADecisionBoundary(double hysteresis) {
+  const CostModel model(uniformProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.hysteresis = hysteresis;
+  const Planner planner(model, options);
+  const auto boundary = firstDecisionBoundary(model, 1);
+  {
+    // The two best candidates there are the two sides of the boundary.
+    const auto d = planner.plan(input({boundary.bps, boundary.bps, 0.02}, boundary.below, 1));
+    std::vector<int> top{d.candidates[0].split, d.candidates[1].split};
+    std::vector<int> sides{boundary.below, boundary.above};
+    std::sort(top.begin(), top.end());
+    std::sort(sides.begin(), sides.end());
+    EXPECT_EQ(top, sides);
+  }
+  std::mt19937 rng(12345);
+  std::uniform_real_distribution<double> size(0.0, 0.08);
+  int current = boundary.below;
+  int switches = 0;
+  for (int i = 0; i < 200; ++i) {
+    const double sign = rng() % 2 == 0 ? 1.0 : -1.0;
+    const double bps = boundary.bps * (1.0 + sign * size(rng));
+    const auto d = planner.plan(input({bps, bps, 0.02}, current, 1));
+    if (d.split != current) ++switches;
+    current = d.split;
+  }
+  return switches;
+}
+
+TEST(Planner, DoesNotFlapUnderNoisyBandwidthAroundADecisionBoundary) {
+  EXPECT_LE(switchesAroundADecisionBoundary(0.10), 1);
+  // Without hysteresis the same sequence flips the split back and forth: the test would
+  // catch a planner that ignored it.
+  EXPECT_GT(switchesAroundADecisionBoundary(0.0), 50);
+}
+
+TEST(Planner, DecisionJsonIsOneLineWithTheInputsCandidatesAndChoice) {
+  CostModelOptions cheap;
+  cheap.codec_seconds_per_byte = 6e-11;
+  const CostModel model(bottleneckProfile(), encodedSize, cheap);
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  const auto d = Planner(model, options).plan(input(link(1, 2, 20), 3, 1));
+  const auto text = Planner::toJson(d, 3);
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  const auto j = nlohmann::json::parse(text);
+  EXPECT_DOUBLE_EQ(j["input"]["uplink_mbps"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["input"]["downlink_mbps"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(j["input"]["rtt_ms"].get<double>(), 20.0);
+  EXPECT_EQ(j["input"]["current_split"], 3);
+  EXPECT_EQ(j["input"]["current_codec"], "none");
+  EXPECT_EQ(j["input"]["staleness"], 1);
+  EXPECT_EQ(j["input"]["iterations"], kIterations);
+  ASSERT_EQ(j["candidates"].size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto& c = j["candidates"][i];
+    const auto& want = d.candidates[i];
+    EXPECT_EQ(c["rank"], i);
+    EXPECT_EQ(c["split"], want.split);
+    EXPECT_EQ(c["codec"], want.codec);
+    EXPECT_DOUBLE_EQ(c["t_edge"].get<double>(), want.times.edge);
+    EXPECT_DOUBLE_EQ(c["t_up"].get<double>(), want.times.up);
+    EXPECT_DOUBLE_EQ(c["t_cloud"].get<double>(), want.times.cloud);
+    EXPECT_DOUBLE_EQ(c["t_down"].get<double>(), want.times.down);
+    EXPECT_DOUBLE_EQ(c["latency"].get<double>(), want.times.latency);
+    EXPECT_DOUBLE_EQ(c["epoch_s"].get<double>(), want.epoch_seconds);
+    EXPECT_DOUBLE_EQ(c["seed_epoch_s"].get<double>(), want.seed_epoch_seconds);
+    EXPECT_DOUBLE_EQ(c["migration_s"].get<double>(), want.migration_seconds);
+    EXPECT_DOUBLE_EQ(c["total_s"].get<double>(), want.total_seconds);
+    EXPECT_DOUBLE_EQ(c["edge_memory_mb"].get<double>(), static_cast<double>(want.edge_memory_bytes) / (1 << 20));
+    EXPECT_EQ(c["feasible"], want.feasible);
+    EXPECT_TRUE(c.contains("migration_mb"));
+    EXPECT_TRUE(c.contains("uplink_mb"));
+  }
+  EXPECT_EQ(j["num_candidates"], 10);
+  EXPECT_EQ(j["num_feasible"], 10);
+  EXPECT_EQ(j["choice"]["split"], d.split);
+  EXPECT_EQ(j["choice"]["codec"], d.codec);
+  EXPECT_EQ(d.split, 2);
+  EXPECT_EQ(d.codec, "int8");
+  EXPECT_DOUBLE_EQ(j["predicted_epoch_s"].get<double>(), d.predicted_epoch_seconds);
+  EXPECT_EQ(j["changed"], true);
+  EXPECT_EQ(j["reason"], "best");
+
+  EXPECT_EQ(nlohmann::json::parse(Planner::toJson(d, 0))["candidates"].size(), 10u);
+}
+
+TEST(Planner, DecisionJsonIncludesTheChoiceWhenItIsNotAmongTheTop) {
+  const CostModel model(bottleneckProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.splits = {2, 3};
+  options.hysteresis = 0.999;
+  const auto d = Planner(model, options).plan(input(link(10, 10, 20), 3));
+  ASSERT_EQ(d.split, 3);
+  const auto j = nlohmann::json::parse(Planner::toJson(d, 1));
+  ASSERT_EQ(j["candidates"].size(), 2u);
+  EXPECT_EQ(j["candidates"][0]["split"], 2);
+  EXPECT_EQ(j["candidates"][1]["split"], 3);
+  EXPECT_EQ(j["candidates"][1]["rank"], 1);
+}
+
+}  // namespace
+}  // namespace tandem::scheduler
