@@ -1,6 +1,7 @@
 #include "runtime/pipeline/edge.h"
 
 #include <torch/utils.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -346,15 +347,23 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   ReplayEntry entry = buffer_.pop(message.header.step);
   const auto& result = std::get<transport::StepResult>(message.body);
   stats.add(result.loss, result.correct, entry.samples);
+  LinkSample sample;
+  sample.step = static_cast<std::int64_t>(entry.step);
+  sample.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  sample.epoch = static_cast<int>(message.header.epoch);
+  sample.split = split_;
+  sample.codec = uplink_codec_;
+  sample.loss = result.loss;
   if (scheduler_) {
     auto& link = scheduler_->link();
     link.onUplink(entry.wire_bytes, entry.sent_at, result.arrived_at);
     link.onDownlink(message.wire_bytes, result.replied_at, message.received_at);
     const auto e = scheduler_->estimate();
-    link_history_.push_back({static_cast<std::int64_t>(entry.step),
-                             std::chrono::duration<double>(Clock::now() - started_).count(), e.uplink_bps,
-                             e.downlink_bps, e.rtt_seconds});
+    sample.uplink_bps = e.uplink_bps;
+    sample.downlink_bps = e.downlink_bps;
+    sample.rtt_seconds = e.rtt_seconds;
   }
+  link_history_.push_back(sample);
   const int staleness = static_cast<int>(updates_ - entry.updates_at_send);
   replay_stats_.max_staleness = std::max(replay_stats_.max_staleness, staleness);
   ++replay_stats_.staleness[staleness];
@@ -583,6 +592,12 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   summary.bytes_downlink = bytes_down_;
   summary.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const auto path = telemetry::writeSummary(config_.run.output_dir, summary);
+  std::string timeline = "step,seconds,epoch,split,codec,loss,uplink_mbps,downlink_mbps,rtt_ms\n";
+  for (const auto& t : link_history_) {
+    timeline += fmt::format("{},{:.4f},{},{},{},{:.5f},{:.3f},{:.3f},{:.3f}\n", t.step, t.seconds, t.epoch, t.split,
+                            t.codec, t.loss, t.uplink_bps / 1e6, t.downlink_bps / 1e6, t.rtt_seconds * 1e3);
+  }
+  telemetry::writeFileAtomically(config_.run.output_dir + "/timeline-edge.csv", timeline);
   log_->info("{}summary written to {} (replay buffer peak {}, max staleness {})",
              summary.interrupted ? "interrupted; " : "", path, replay_stats_.peak_buffer, replay_stats_.max_staleness);
   return summary;

@@ -30,13 +30,19 @@ class logger;
 
 namespace tandem::pipeline {
 
-// The link estimate after a training step (tests and benchmarks read the history).
+// One training step as the edge saw it: when its gradient was applied, under which split
+// and codec, and the link estimate then (zeros when the scheduler is off). Written to
+// <run.output_dir>/timeline-edge.csv at the end of the run.
 struct LinkSample {
   std::int64_t step = 0;
   double seconds = 0.0;  // since the run started
   double uplink_bps = 0.0;
   double downlink_bps = 0.0;
   double rtt_seconds = 0.0;
+  int epoch = 0;
+  int split = 0;
+  std::string codec;
+  double loss = 0.0;
 };
 
 struct ReplayStats {

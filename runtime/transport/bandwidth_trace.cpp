@@ -24,6 +24,7 @@ BandwidthTrace BandwidthTrace::load(const std::string& path) {
   std::vector<Point> points;
   std::string line;
   int number = 0;
+  bool header_seen = false;
   while (std::getline(in, line)) {
     ++number;
     const auto where = path + ":" + std::to_string(number) + ": ";
@@ -40,7 +41,10 @@ BandwidthTrace BandwidthTrace::load(const std::string& path) {
       if (!(field >> values[i]) || !field.eof() || !std::isfinite(values[i])) numeric = false;
     }
     if (!numeric) {
-      if (points.empty() && number == 1) continue;  // a header line
+      if (points.empty() && !header_seen) {  // a header line before the data
+        header_seen = true;
+        continue;
+      }
       throw ConfigError(where + "not three numbers: '" + line + "'");
     }
     if (values[1] < 0 || values[2] < 0) throw ConfigError(where + "negative rate");
