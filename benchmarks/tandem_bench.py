@@ -72,3 +72,124 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _stop(proc, grace):
+    """SIGTERM (the trainer finishes its step and writes its summary), SIGKILL after `grace` s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path, chars=4000):
+    try:
+        return Path(path).read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def _clear_outputs(out_dir):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("summary-edge.json", "summary-cloud.json", "timeline-edge.csv", "decisions.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def _bounded_result(status, out, seconds, error=""):
+    result = {"status": status, "seconds": seconds, "error": error, "edge": None, "cloud": None}
+    for role in ("edge", "cloud"):
+        if (out / f"summary-{role}.json").exists():
+            try:
+                result[role] = read_summary(out, role)
+            except (OSError, ValueError):
+                pass
+    if status == "ok" and result["edge"] is None:
+        result.update(status="failed", error="no summary-edge.json")
+    return result
+
+
+def run_standalone_bounded(config, settings, out_dir, timeout, grace=10.0):
+    """run_standalone that never raises for a slow or failing run. After `timeout` seconds
+    the trainer is interrupted (SIGTERM: it finishes the step and writes its summary of the
+    epochs completed), killed `grace` seconds later. Returns {"status": "ok" | "timeout" |
+    "failed", "seconds", "error", "edge": summary or None, "cloud": None}; edge.log is kept
+    in out_dir."""
+    out = _clear_outputs(out_dir)
+    settings = dict(settings, **{"run.output_dir": str(out)})
+    cmd = [str(EDGE), "--config", str(config), "--standalone"] + _overrides(settings)
+    start = time.time()
+    with open(out / "edge.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=timeout)
+            status = "ok" if proc.returncode == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            status = "timeout"
+        finally:
+            _stop(proc, grace)
+    seconds = time.time() - start
+    error = "" if status == "ok" else (f"exit {proc.returncode}: " if status == "failed" else
+                                       f"interrupted after {timeout:.0f} s: ") + _tail(out / "edge.log", 600)
+    return _bounded_result(status, out, seconds, error)
+
+
+def run_pair_bounded(config, settings, out_dir, timeout, grace=10.0, cloud_settings=None, startup_timeout=120):
+    """run_pair that never raises for a slow or failing run: the cloud and the edge on
+    loopback (ephemeral port); after `timeout` seconds of the edge the run is interrupted
+    (SIGTERM: the edge finishes its step, drains what is in flight and writes its summary
+    of the epochs completed), killed `grace` seconds later. Returns {"status": "ok" |
+    "timeout" | "failed", "seconds" (the edge's wall time), "error", "edge", "cloud"
+    (summaries or None)}; edge.log and cloud.log are kept in out_dir."""
+    out = _clear_outputs(out_dir)
+    settings = dict(settings, **{"run.output_dir": str(out)})
+    endpoint_file = out / "endpoint"
+    endpoint_file.unlink(missing_ok=True)
+    cloud_cmd = [str(CLOUD), "--config", str(config), "--endpoint-file", str(endpoint_file)] + _overrides(
+        dict(settings, **(cloud_settings or {}), **{"link.endpoint": "tcp://127.0.0.1:*"}))
+    cloud_log = open(out / "cloud.log", "w")
+    edge_log = open(out / "edge.log", "w")
+    cloud = subprocess.Popen(cloud_cmd, stdout=cloud_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    edge = None
+    start = time.time()
+    try:
+        deadline = time.time() + startup_timeout
+        while not endpoint_file.exists() or not endpoint_file.read_text().strip():
+            if cloud.poll() is not None or time.time() > deadline:
+                return _bounded_result("failed", out, 0.0,
+                                       "cloud_trainer did not start: " + _tail(out / "cloud.log", 600))
+            time.sleep(0.05)
+        endpoint = endpoint_file.read_text().strip()
+        edge_cmd = [str(EDGE), "--config", str(config)] + _overrides(dict(settings, **{"link.endpoint": endpoint}))
+        start = time.time()
+        edge = subprocess.Popen(edge_cmd, stdout=edge_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            edge.wait(timeout=timeout)
+            status = "ok" if edge.returncode == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            status = "timeout"
+            _stop(edge, grace)
+        seconds = time.time() - start
+        try:
+            cloud.wait(timeout=grace + 5)
+        except subprocess.TimeoutExpired:
+            pass
+        if status == "failed":
+            error = f"edge_trainer exited {edge.returncode}: " + _tail(out / "edge.log", 600)
+        elif status == "timeout":
+            error = f"interrupted after {timeout:.0f} s"
+        else:
+            error = ""
+        return _bounded_result(status, out, seconds, error)
+    finally:
+        if edge is not None:
+            _stop(edge, 1.0)
+        _stop(cloud, 2.0)
+        cloud_log.close()
+        edge_log.close()
+        endpoint_file.unlink(missing_ok=True)

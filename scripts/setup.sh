@@ -10,6 +10,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   zlib1g-dev libzstd-dev liblz4-dev
   dataset-fashion-mnist
+  prometheus python3 python3-matplotlib iproute2 curl
 )
 # Extra packages for optional parts can be requested: TANDEM_EXTRA_PACKAGES="clang prometheus"
 if [[ -n "${TANDEM_EXTRA_PACKAGES:-}" ]]; then

@@ -18,6 +18,7 @@
 #include "runtime/pipeline/edge.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/standalone.h"
+#include "runtime/telemetry/metrics.h"
 #include "runtime/telemetry/summary.h"
 
 namespace tandem::app {
@@ -107,13 +108,18 @@ int trainerMain(Role role, int argc, char** argv) {
       const auto summary = pipeline::runStandalone(config, g_stop);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
+    std::unique_ptr<telemetry::Metrics> metrics;
+    if (config.metrics.port > 0) {
+      metrics = std::make_unique<telemetry::Metrics>(role == Role::kEdge ? "edge" : "cloud", config.metrics);
+      log::get(role == Role::kEdge ? "edge.metrics" : "cloud.metrics")->info("metrics at {}", metrics->url());
+    }
     if (role == Role::kEdge) {
-      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"));
+      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"), metrics.get());
       const auto summary = edge.run(g_stop);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
     auto transport = pipeline::makeTransport(config, "cloud");
-    pipeline::CloudTrainer cloud(config, std::move(transport), {keep_serving});
+    pipeline::CloudTrainer cloud(config, std::move(transport), {keep_serving}, metrics.get());
     if (!endpoint_file.empty()) telemetry::writeFileAtomically(endpoint_file, cloud.endpoint() + "\n");
     switch (cloud.run(g_stop)) {
       case pipeline::CloudOutcome::kCompleted: return kExitOk;

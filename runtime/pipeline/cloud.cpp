@@ -13,6 +13,7 @@
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
 #include "runtime/scheduler/profiler.h"
+#include "runtime/telemetry/progress.h"
 
 namespace tandem::pipeline {
 
@@ -46,6 +47,8 @@ struct CloudTrainer::Session {
   std::uint64_t epoch_bytes_up = 0;
   std::uint64_t epoch_bytes_down = 0;
   telemetry::RunSummary summary;
+  telemetry::TrainerMetrics* metrics = nullptr;
+  std::unique_ptr<telemetry::Progress> progress;
 };
 
 namespace {
@@ -60,9 +63,10 @@ std::uint64_t randomSessionId() {
 }  // namespace
 
 CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
-                           CloudOptions options)
+                           CloudOptions options, telemetry::Metrics* metrics)
     : config_(std::move(config)),
       options_(options),
+      metrics_(metrics),
       log_(log::get("cloud.pipeline")),
       transport_(std::move(transport)) {
   // Validate what this side owns now, pointing at the keys, rather than at the first edge.
@@ -146,6 +150,11 @@ void CloudTrainer::onHello(Message& message) {
   s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split, s->stages);
   s->start = Clock::now();
   s->bytes_up = message.wire_bytes;
+  if (metrics_) {
+    s->metrics = &metrics_->forEdge(hello.edge_name);
+    s->metrics->split_point->Set(s->split);
+    s->metrics->setCodec(hello.uplink_codec);
+  }
   s->summary.role = "cloud";
   s->summary.mode = "split";
   s->summary.run_name = hello.run_name;
@@ -186,7 +195,9 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
                                                 std::to_string(s.next_step));
   }
   if (train && !s.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
+  const auto decode_start = Clock::now();
   auto activation = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), s.codecs);
+  if (s.metrics) s.metrics->decode->Observe(std::chrono::duration<double>(Clock::now() - decode_start).count());
   auto labels = transport::frameToTensor(message.header.tensors[1], std::move(message.payloads[1]), s.codecs);
   const auto classes = s.model->spec().num_classes;
   if (labels.min().item<std::int64_t>() < 0 || labels.max().item<std::int64_t>() >= classes) {
@@ -208,6 +219,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     return;
   }
 
+  const auto step_start = Clock::now();
   s.model->train(true);
   s.optimizer->zeroGrad();
   if (s.split > 0) activation = activation.detach().requires_grad_(true);
@@ -219,13 +231,45 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   const auto correct = logits.detach().argmax(1).eq(labels).sum().item<std::int64_t>();
   s.train.add(loss, correct, batch);
   ++s.next_step;
+  if (s.progress) {
+    char status[64];
+    std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", s.train.loss(), s.train.accuracy() * 100);
+    s.progress->update(s.train.steps, s.train.samples, status);
+  }
+  const double compute = std::chrono::duration<double>(Clock::now() - step_start).count();
 
-  Message result(MessageType::kGradients, transport::StepResult{loss, correct, batch, message.received_at, 0.0});
+  Message result(MessageType::kGradients,
+                 transport::StepResult{loss, correct, batch, message.received_at, 0.0, compute});
   result.header.epoch = message.header.epoch;
   result.header.step = message.header.step;
+  const auto encode_start = Clock::now();
   if (s.split > 0) addTensor(result, activation.grad(), config_.compression.downlink, s.codecs);
   std::get<transport::StepResult>(result.body).replied_at = transport::steadySeconds();
+  if (s.metrics) {
+    auto& m = *s.metrics;
+    m.encode->Observe(std::chrono::duration<double>(Clock::now() - encode_start).count());
+    m.cloud_step->Observe(compute);
+    m.steps->Increment();
+    m.samples->Increment(static_cast<double>(batch));
+    m.train_loss->Set(s.train.loss());
+    m.train_accuracy->Set(s.train.accuracy());
+    m.split_point->Set(s.split);
+    m.compression_uplink->Set(static_cast<double>(activation.numel()) * 4.0 /
+                              std::max<double>(1.0, static_cast<double>(message.header.tensors[0].bytes)));
+    if (!result.payloads.empty()) {
+      m.compression_downlink->Set(static_cast<double>(activation.numel()) * 4.0 /
+                                  std::max<double>(1.0, static_cast<double>(result.payloads[0].size())));
+    }
+    TrainerMetricsAdvance(m, s);
+    if (s.next_step % 16 == 1) telemetry::updateProcessMetrics(m);
+  }
   reply(&s, s.peer, std::move(result));
+}
+
+void CloudTrainer::TrainerMetricsAdvance(telemetry::TrainerMetrics& m, const Session& s) {
+  telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(s.bytes_up));
+  telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(s.bytes_down));
+  telemetry::TrainerMetrics::advance(m.errors_rejected, static_cast<double>(transport_->stats().messages_rejected));
 }
 
 void CloudTrainer::onProbe(Session& s, Message& message) {
@@ -270,6 +314,11 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   }
   log_->info("session {:016x}: split {} → {} (uplink {})", s.id, from, to, info.codec);
   s.split = to;
+  if (s.metrics) {
+    s.metrics->repartitions->Increment();
+    s.metrics->split_point->Set(to);
+    s.metrics->setCodec(info.codec);
+  }
   ack.header.epoch = message.header.epoch;
   reply(&s, s.peer, std::move(ack));
 }
@@ -292,6 +341,11 @@ void CloudTrainer::closeEpoch(Session& s) {
   record.bytes_uplink = s.epoch_bytes_up;
   record.bytes_downlink = s.epoch_bytes_down;
   s.summary.history.push_back(record);
+  if (s.metrics) {
+    s.metrics->epoch->Set(s.epoch + 1);
+    s.metrics->test_loss->Set(record.test_loss);
+    s.metrics->test_accuracy->Set(record.test_accuracy);
+  }
   log_->info("session {:016x} epoch {}: train loss {:.4f} acc {:.2f}% | test acc {:.2f}% | {:.0f} samples/s", s.id,
              s.epoch + 1, record.train_loss, record.train_accuracy * 100, record.test_accuracy * 100,
              record.samplesPerSecond());
@@ -314,6 +368,10 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
   s.optimizer->setLearningRate(s.lr);
   s.epoch_open = true;
+  char label[96];
+  std::snprintf(label, sizeof label, "edge %s epoch %d/%u", s.hello.edge_name.c_str(), epoch + 1, s.hello.epochs);
+  s.progress = std::make_unique<telemetry::Progress>(label, std::max<std::int64_t>(1, info.steps),
+                                                     telemetry::Progress::stderrIsInteractive());
   s.epoch_start = Clock::now();
 }
 
@@ -323,6 +381,8 @@ void CloudTrainer::onEpochEnd(Session& s, Message& message) {
                                                 " which is not in progress");
   }
   s.epoch_open = false;
+  if (s.progress) s.progress->finish();
+  s.progress.reset();
   s.train_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
   Message ack(MessageType::kEpochAck, transport::EpochInfo{static_cast<std::uint32_t>(s.staleness), s.train.steps,
                                                            s.train.loss(), s.train.accuracy()});
@@ -360,6 +420,7 @@ void CloudTrainer::handle(Message& message) {
     if (s) {
       log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s->hello.edge_name,
                   s->epoch + 1, config_.link.peer_timeout_s);
+      if (s->metrics) s->metrics->errors_timeout->Increment();
       endSession(peer, false, "edge went silent");
     }
     return;

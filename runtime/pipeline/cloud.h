@@ -14,6 +14,7 @@
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
 #include "runtime/pipeline/setup.h"
+#include "runtime/telemetry/metrics.h"
 #include "runtime/telemetry/summary.h"
 #include "runtime/transport/tensor_frames.h"
 #include "runtime/transport/transport.h"
@@ -38,7 +39,9 @@ enum class CloudOutcome {
 
 class CloudTrainer {
  public:
-  CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport, CloudOptions options = {});
+  // `metrics` (optional) must outlive the trainer.
+  CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport, CloudOptions options = {},
+               telemetry::Metrics* metrics = nullptr);
   ~CloudTrainer();
 
   CloudOutcome run(const std::atomic<bool>& stop);
@@ -64,10 +67,12 @@ class CloudTrainer {
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, bool completed, const std::string& reason);
   void reply(Session* s, const std::string& peer, transport::Message message);
+  void TrainerMetricsAdvance(telemetry::TrainerMetrics& m, const Session& s);
   void replyError(const std::string& peer, transport::ErrorCode code, const std::string& text, std::uint64_t session);
 
   config::Config config_;
   CloudOptions options_;
+  telemetry::Metrics* metrics_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<transport::Transport> transport_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by peer routing id

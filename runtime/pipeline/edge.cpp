@@ -34,7 +34,8 @@ std::string edgeName() {
 
 }  // namespace
 
-EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport)
+EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
+                         telemetry::Metrics* metrics)
     : config_(std::move(config)),
       log_(log::get("edge.pipeline")),
       transport_(std::move(transport)),
@@ -56,6 +57,12 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
     }
   }
   uplink_codec_ = config_.compression.uplink;
+  if (metrics) {
+    metrics_ = &metrics->forEdge(config_.run.name);
+    metrics_->split_point->Set(split_);
+    metrics_->setCodec(uplink_codec_);
+    telemetry::updateProcessMetrics(*metrics_);
+  }
   for (const auto& spec : config_.scheduler.codecs) {
     if (spec == "none") continue;
     try {
@@ -98,6 +105,7 @@ Message EdgeTrainer::await(MessageType expected, const char* waiting_for,
       bytes_down_ += message->wire_bytes;
       const auto type = message->header.type;
       if (type == MessageType::kError) {
+        if (metrics_) metrics_->errors_protocol->Increment();
         const auto& e = std::get<transport::ErrorInfo>(message->body);
         throw ProtocolError(std::string("the cloud reported an error while the edge was waiting for ") + waiting_for +
                             ": " + transport::errorCodeName(e.code) + ": " + e.message);
@@ -184,16 +192,18 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
                             " stages, the model " + std::to_string(model_.numStages()));
       }
     }
-    scheduler_ = std::make_unique<EdgeScheduler>(config_, std::move(profile));
+    scheduler_ = std::make_unique<EdgeScheduler>(config_, std::move(profile), link_);
     probe(true, stop);
     const auto e = scheduler_->estimate();
     log_->info("link: uplink {:.2f} Mbit/s, downlink {:.2f} Mbit/s, rtt {:.1f} ms", e.uplink_bps / 1e6,
                e.downlink_bps / 1e6, e.rtt_seconds * 1e3);
+  } else {
+    probe(false, stop);  // a few pings: RTT and clock offset for the link telemetry
   }
 }
 
 void EdgeTrainer::probe(bool bandwidth, const std::atomic<bool>& stop) {
-  auto& link = scheduler_->link();
+  auto& link = link_;
   link.resetSpacing();
   const auto exchange = [&](std::uint64_t up_bytes, std::uint64_t down_bytes) {
     Message m(MessageType::kProbe, transport::ProbeInfo{transport::steadySeconds(), 0, 0, down_bytes});
@@ -251,6 +261,12 @@ void EdgeTrainer::migrate(int epoch, int to, const std::string& codec, const std
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   r.bytes = bytes_up_ + bytes_down_ - bytes_before;
   summary.repartitions.push_back(r);
+  if (metrics_) {
+    metrics_->repartitions->Increment();
+    metrics_->migration->Observe(r.seconds);
+    metrics_->split_point->Set(to);
+    metrics_->setCodec(codec);
+  }
   log_->info("re-partitioned ({}): split {} → {}, uplink {}, {} moved in {:.3f} s", trigger, from, to, codec,
              formatBytes(static_cast<double>(r.bytes)), r.seconds);
 }
@@ -312,6 +328,7 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   entry.step = next_step_++;
   entry.samples = batch.size();
   entry.updates_at_send = updates_;
+  const auto forward_start = Clock::now();
   torch::Tensor activation;
   if (split_ == 0) {
     activation = batch.inputs;
@@ -324,6 +341,7 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
     entry.input = batch.inputs;
   }
 
+  const auto encode_start = Clock::now();
   Message message(MessageType::kActivations, std::monostate{});
   message.header.session = session_;
   message.header.epoch = static_cast<std::uint32_t>(epoch);
@@ -336,11 +354,24 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   } else {
     addTensor(message, activation, spec, codecs_);
   }
+  const auto encode_end = Clock::now();
+  const double encoded_bytes = static_cast<double>(message.payloads.front().size());
   addFrame(message, transport::rawFrame(batch.labels));
   entry.wire_bytes = wireBytes(message);
   entry.sent_at = transport::steadySeconds();
   send(std::move(message));
   buffer_.push(std::move(entry));
+  const double forward_s = std::chrono::duration<double>(encode_start - forward_start).count();
+  const double encode_s = std::chrono::duration<double>(encode_end - encode_start).count();
+  pipeline_.edge_compute_s += forward_s + encode_s;
+  if (metrics_) {
+    metrics_->edge_forward->Observe(forward_s);
+    metrics_->encode->Observe(encode_s);
+    if (encoded_bytes > 0) {
+      metrics_->compression_uplink->Set(static_cast<double>(activation.numel()) * 4.0 / encoded_bytes);
+    }
+    metrics_->replay_depth->Set(static_cast<double>(buffer_.size()));
+  }
 }
 
 void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
@@ -354,16 +385,17 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   sample.split = split_;
   sample.codec = uplink_codec_;
   sample.loss = result.loss;
-  if (scheduler_) {
-    auto& link = scheduler_->link();
-    link.onUplink(entry.wire_bytes, entry.sent_at, result.arrived_at);
-    link.onDownlink(message.wire_bytes, result.replied_at, message.received_at);
-    const auto e = scheduler_->estimate();
-    sample.uplink_bps = e.uplink_bps;
-    sample.downlink_bps = e.downlink_bps;
-    sample.rtt_seconds = e.rtt_seconds;
-  }
+  link_.onUplink(entry.wire_bytes, entry.sent_at, result.arrived_at);
+  link_.onDownlink(message.wire_bytes, result.replied_at, message.received_at);
+  sample.uplink_bps = link_.uplinkBps().value_or(0.0);
+  sample.downlink_bps = link_.downlinkBps().value_or(0.0);
+  sample.rtt_seconds = link_.rttSeconds();
   link_history_.push_back(sample);
+  pipeline_.cloud_compute_s += result.compute_seconds;
+  pipeline_up_bytes_ += static_cast<double>(entry.wire_bytes);
+  pipeline_down_bytes_ += static_cast<double>(message.wire_bytes);
+  ++pipeline_steps_;
+  const auto backward_start = Clock::now();
   const int staleness = static_cast<int>(updates_ - entry.updates_at_send);
   replay_stats_.max_staleness = std::max(replay_stats_.max_staleness, staleness);
   ++replay_stats_.staleness[staleness];
@@ -377,7 +409,9 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
                           std::to_string(message.header.tensors[0].shape[0]) + ", the batch had " +
                           std::to_string(entry.samples));
     }
+    const auto decode_start = Clock::now();
     auto grad = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), codecs_);
+    if (metrics_) metrics_->decode->Observe(std::chrono::duration<double>(Clock::now() - decode_start).count());
     if (useErrorFeedback()) {
       grad = grad.contiguous();
       error_feedback_.correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
@@ -413,6 +447,27 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
     expectTensorCount(message, 0);
   }
   ++updates_;
+  const double backward_s = std::chrono::duration<double>(Clock::now() - backward_start).count();
+  pipeline_.edge_compute_s += backward_s;
+  if (metrics_) {
+    auto& m = *metrics_;
+    m.edge_replay_backward->Observe(backward_s);
+    m.staleness->Observe(staleness);
+    m.steps->Increment();
+    m.samples->Increment(static_cast<double>(entry.samples));
+    m.train_loss->Set(stats.loss());
+    m.train_accuracy->Set(stats.accuracy());
+    m.replay_depth->Set(static_cast<double>(buffer_.size()));
+    m.split_point->Set(split_);
+    m.setCodec(uplink_codec_);
+    telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(bytes_up_));
+    telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(bytes_down_));
+    m.bandwidth_uplink->Set(sample.uplink_bps / 8.0);
+    m.bandwidth_downlink->Set(sample.downlink_bps / 8.0);
+    m.rtt->Set(sample.rtt_seconds);
+    telemetry::TrainerMetrics::advance(m.errors_rejected, static_cast<double>(transport_->stats().messages_rejected));
+    if (updates_ % 16 == 1) telemetry::updateProcessMetrics(m);
+  }
 }
 
 void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, telemetry::RunSummary& summary,
@@ -539,7 +594,8 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
       replan(epoch, train_loader_->batchesPerEpoch(), staleness, epoch == 0 ? "start" : "epoch", summary, stop);
     }
     optimizer_->setLearningRate(lr);
-    Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(staleness), 0, 0, 0});
+    Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(staleness),
+                                                                 train_loader_->batchesPerEpoch(), 0, 0});
     begin.header.session = session_;
     begin.header.epoch = static_cast<std::uint32_t>(epoch);
     send(std::move(begin));
@@ -579,6 +635,11 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     record.bytes_uplink = bytes_up_ - up_before;
     record.bytes_downlink = bytes_down_ - down_before;
     summary.history.push_back(record);
+    if (metrics_) {
+      metrics_->epoch->Set(epoch + 1);
+      metrics_->test_loss->Set(record.test_loss);
+      metrics_->test_accuracy->Set(record.test_accuracy);
+    }
     log_->info(
         "epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s | "
         "split {} K {} | up {} down {}",
@@ -590,6 +651,29 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   shutdown(!summary.interrupted, summary.interrupted ? "interrupted" : "completed");
   summary.bytes_uplink = bytes_up_;
   summary.bytes_downlink = bytes_down_;
+  if (pipeline_steps_ > 0) {
+    auto p = pipeline_;
+    const double steps = static_cast<double>(pipeline_steps_);
+    p.edge_compute_s /= steps;
+    p.cloud_compute_s /= steps;
+    const double up_bps = link_.uplinkBps().value_or(0.0);
+    const double down_bps = link_.downlinkBps().value_or(0.0);
+    p.upload_s = up_bps > 0 ? pipeline_up_bytes_ / steps * 8.0 / up_bps : 0.0;
+    p.download_s = down_bps > 0 ? pipeline_down_bytes_ / steps * 8.0 / down_bps : 0.0;
+    const std::pair<double, const char*> stages[] = {
+        {p.edge_compute_s, "edge compute"}, {p.upload_s, "upload"}, {p.cloud_compute_s, "cloud compute"},
+        {p.download_s, "download"}};
+    const auto* slowest = &stages[0];
+    for (const auto& st : stages) {
+      if (st.first > slowest->first) slowest = &st;
+    }
+    p.bottleneck = slowest->second;
+    const double samples_per_step = static_cast<double>(summary.totalSamples()) / std::max(1.0, steps);
+    p.bound_samples_per_second = slowest->first > 0 ? samples_per_step / slowest->first : 0.0;
+    p.achieved_ratio = p.bound_samples_per_second > 0 ? summary.trainSamplesPerSecond() / p.bound_samples_per_second
+                                                      : 0.0;
+    summary.pipeline = p;
+  }
   summary.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const auto path = telemetry::writeSummary(config_.run.output_dir, summary);
   std::string timeline = "step,seconds,epoch,split,codec,loss,uplink_mbps,downlink_mbps,rtt_ms\n";

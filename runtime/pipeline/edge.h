@@ -20,6 +20,8 @@
 #include "runtime/pipeline/edge_scheduler.h"
 #include "runtime/pipeline/replay_buffer.h"
 #include "runtime/pipeline/setup.h"
+#include "runtime/telemetry/link_estimator.h"
+#include "runtime/telemetry/metrics.h"
 #include "runtime/telemetry/summary.h"
 #include "runtime/transport/tensor_frames.h"
 #include "runtime/transport/transport.h"
@@ -53,7 +55,9 @@ struct ReplayStats {
 
 class EdgeTrainer {
  public:
-  EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport);
+  // `metrics` (optional) must outlive the trainer.
+  EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
+              telemetry::Metrics* metrics = nullptr);
   ~EdgeTrainer();
 
   // Handshake, run.epochs epochs of training and evaluation, orderly shutdown; writes
@@ -112,8 +116,14 @@ class EdgeTrainer {
   std::string uplink_codec_;
   bool scheduling_ = false;
   scheduler::SideProfile edge_profile_;
+  telemetry::LinkEstimator link_;  // before scheduler_, which reads it until destroyed
   std::unique_ptr<EdgeScheduler> scheduler_;
   std::vector<LinkSample> link_history_;
+  telemetry::TrainerMetrics* metrics_ = nullptr;
+  telemetry::PipelineBound pipeline_;  // sums over steps until the end of the run
+  double pipeline_up_bytes_ = 0.0;
+  double pipeline_down_bytes_ = 0.0;
+  std::int64_t pipeline_steps_ = 0;
   std::chrono::steady_clock::time_point started_;
 
   std::uint64_t session_ = 0;

@@ -22,7 +22,9 @@ std::int64_t encodedSize(const std::string& codec, const std::vector<std::int64_
 
 }  // namespace
 
-EdgeScheduler::EdgeScheduler(const config::Config& config, scheduler::ModelProfile profile) : config_(config) {
+EdgeScheduler::EdgeScheduler(const config::Config& config, scheduler::ModelProfile profile,
+                             const telemetry::LinkEstimator& link)
+    : config_(config), link_(link) {
   scheduler::CostModelOptions options;
   options.replay = config.split.replay;
   options.optimizer = config.optimizer.name;

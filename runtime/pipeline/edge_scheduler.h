@@ -19,10 +19,10 @@ namespace tandem::pipeline {
 
 class EdgeScheduler {
  public:
-  EdgeScheduler(const config::Config& config, scheduler::ModelProfile profile);
+  // `link` (owned by the edge pipeline, which feeds it) must outlive this object.
+  EdgeScheduler(const config::Config& config, scheduler::ModelProfile profile, const telemetry::LinkEstimator& link);
   ~EdgeScheduler();
 
-  telemetry::LinkEstimator& link() { return link_; }
   // The current estimate; bandwidths the estimator has not measured yet are taken as
   // `fallback_bps` (probes normally measure them at start).
   scheduler::LinkEstimate estimate() const;
@@ -63,7 +63,7 @@ class EdgeScheduler {
   const config::Config& config_;
   std::unique_ptr<scheduler::CostModel> cost_model_;
   std::unique_ptr<scheduler::Planner> planner_;
-  telemetry::LinkEstimator link_;
+  const telemetry::LinkEstimator& link_;
   std::optional<Open> open_;
   std::string path_;
   std::size_t logged_ = 0;

@@ -92,6 +92,16 @@ std::string toJson(const RunSummary& s) {
       {"repartitions", repartitions},
       {"history", epochs},
   };
+  if (s.pipeline) {
+    const auto& p = *s.pipeline;
+    out["pipeline"] = {{"edge_compute_s", p.edge_compute_s},
+                       {"upload_s", p.upload_s},
+                       {"cloud_compute_s", p.cloud_compute_s},
+                       {"download_s", p.download_s},
+                       {"bottleneck", p.bottleneck},
+                       {"bound_samples_per_second", p.bound_samples_per_second},
+                       {"achieved_ratio", p.achieved_ratio}};
+  }
   return out.dump(2) + "\n";
 }
 

@@ -4,6 +4,7 @@
 // counts are payload + header bytes on the wire.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,18 @@ struct Repartition {
   std::uint64_t bytes = 0;
 };
 
+// The measured pipeline of a split run: mean seconds per step of each stage, the slowest
+// of them (the bound on throughput) and how close the run came to it.
+struct PipelineBound {
+  double edge_compute_s = 0.0;   // forward, encode, decode, replay and backward on the edge
+  double upload_s = 0.0;         // activation bytes per step over the estimated uplink
+  double cloud_compute_s = 0.0;  // the cloud's forward, backward and step
+  double download_s = 0.0;       // gradient bytes per step over the estimated downlink
+  std::string bottleneck;
+  double bound_samples_per_second = 0.0;
+  double achieved_ratio = 0.0;   // achieved samples/s over the bound
+};
+
 struct RunSummary {
   std::string role;  // edge | cloud | standalone runs report role "edge"
   std::string run_name;
@@ -53,6 +66,7 @@ struct RunSummary {
   std::uint64_t bytes_downlink = 0;
   std::vector<EpochRecord> history;
   std::vector<Repartition> repartitions;
+  std::optional<PipelineBound> pipeline;
 
   std::int64_t totalSteps() const;
   std::int64_t totalSamples() const;

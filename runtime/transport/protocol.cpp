@@ -139,6 +139,7 @@ void fields(IO& io, StepResult& r) {
   io.pod(r.samples);
   io.pod(r.arrived_at);
   io.pod(r.replied_at);
+  io.pod(r.compute_seconds);
 }
 template <typename IO>
 void fields(IO& io, ProbeInfo& p) {

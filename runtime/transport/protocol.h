@@ -98,6 +98,7 @@ struct StepResult {
   std::int64_t samples = 0;   // batch size
   double arrived_at = 0.0;    // cloud clock (s): the activation arrived complete
   double replied_at = 0.0;    // cloud clock (s): this reply was handed to the transport
+  double compute_seconds = 0.0;  // the cloud's forward, backward and step for this batch
 };
 
 // Ping and bandwidth probe. t0: edge clock at send; t1, t2: cloud clock at arrival and

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -118,10 +119,17 @@ TEST(Telemetry, TracksAnEmulatedLinkInSteadyState) {
   config.scheduler.enabled = true;
   const auto r = train(config);
   ASSERT_GE(r.link.size(), 30u);
-  const auto& last = r.link.back();
-  EXPECT_NEAR(last.uplink_bps, 20e6, 20e6 * 0.15);
-  EXPECT_NEAR(last.downlink_bps, 50e6, 50e6 * 0.15);
-  EXPECT_NEAR(last.rtt_seconds, 0.020, 0.020 * 0.15);
+  // Steady state: the median estimate over the last ten steps (one late wake-up of a
+  // starved socket thread on a loaded 2-core machine should not decide the test).
+  const auto median = [&](double LinkSample::*field) {
+    std::vector<double> v;
+    for (std::size_t i = r.link.size() - 10; i < r.link.size(); ++i) v.push_back(r.link[i].*field);
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  EXPECT_NEAR(median(&LinkSample::uplink_bps), 20e6, 20e6 * 0.15);
+  EXPECT_NEAR(median(&LinkSample::downlink_bps), 50e6, 50e6 * 0.15);
+  EXPECT_NEAR(median(&LinkSample::rtt_seconds), 0.020, 0.020 * 0.15);
 }
 
 TEST(Telemetry, FollowsAStepDropWithinAFewSteps) {

@@ -1,0 +1,117 @@
+#pragma once
+// Prometheus metrics of a trainer (prometheus-cpp), served as text on
+// http://<metrics.bind_address>:<metrics.port>/metrics. Every name starts with tandem_ and
+// follows Prometheus conventions (base units, _total for counters, _seconds, _bytes,
+// _ratio); every series carries `role` (edge | cloud) and `edge` (the edge's name; on the
+// cloud one set per session). scripts/grafana/tandem-dashboard.json plots them.
+//
+//   tandem_steps_total, tandem_samples_total                       training progress
+//   tandem_epoch                                                   current epoch (1-based)
+//   tandem_train_loss, tandem_train_accuracy_ratio                 running, this epoch
+//   tandem_test_loss, tandem_test_accuracy_ratio                   after each epoch
+//   tandem_link_bytes_total{direction}                             uplink | downlink
+//   tandem_compression_ratio{direction}                            float32 bytes / encoded bytes
+//   tandem_link_bandwidth_bytes_per_second{direction}              the edge's estimate
+//   tandem_link_rtt_seconds                                        the edge's estimate
+//   tandem_staleness (histogram)                                   edge updates between send and gradient
+//   tandem_replay_buffer_depth                                     batches in flight
+//   tandem_split_point, tandem_uplink_codec_info{codec}            the partition in force
+//   tandem_repartitions_total, tandem_migration_seconds (histogram)
+//   tandem_phase_seconds{phase} (histogram)                        edge_forward, edge_replay_backward,
+//                                                                  cloud_step, encode, decode
+//   tandem_process_resident_memory_bytes
+//   tandem_errors_total{kind}                                      rejected, timeout, reconnect, protocol
+//
+// Threading: prometheus-cpp metrics are thread-safe; the exposer serves from its own
+// threads.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "runtime/config/config.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+namespace prometheus {
+class Exposer;
+class Registry;
+}  // namespace prometheus
+
+namespace tandem::telemetry {
+
+// The series of one (role, edge) pair.
+struct TrainerMetrics {
+  prometheus::Counter* steps;
+  prometheus::Counter* samples;
+  prometheus::Gauge* epoch;
+  prometheus::Gauge* train_loss;
+  prometheus::Gauge* train_accuracy;
+  prometheus::Gauge* test_loss;
+  prometheus::Gauge* test_accuracy;
+  prometheus::Counter* bytes_uplink;
+  prometheus::Counter* bytes_downlink;
+  prometheus::Gauge* compression_uplink;
+  prometheus::Gauge* compression_downlink;
+  prometheus::Gauge* bandwidth_uplink;
+  prometheus::Gauge* bandwidth_downlink;
+  prometheus::Gauge* rtt;
+  prometheus::Histogram* staleness;
+  prometheus::Gauge* replay_depth;
+  prometheus::Gauge* split_point;
+  prometheus::Counter* repartitions;
+  prometheus::Histogram* migration;
+  prometheus::Histogram* edge_forward;
+  prometheus::Histogram* edge_replay_backward;
+  prometheus::Histogram* cloud_step;
+  prometheus::Histogram* encode;
+  prometheus::Histogram* decode;
+  prometheus::Gauge* resident_memory;
+  prometheus::Counter* errors_rejected;
+  prometheus::Counter* errors_timeout;
+  prometheus::Counter* errors_reconnect;
+  prometheus::Counter* errors_protocol;
+
+  // tandem_uplink_codec_info: 1 for `codec`, 0 for the others seen before.
+  void setCodec(const std::string& codec);
+  // Adds what is new in a monotonically growing count (e.g. transport statistics).
+  static void advance(prometheus::Counter* counter, double total);
+
+  std::function<prometheus::Gauge*(const std::string&)> codec_gauge;
+  std::map<std::string, prometheus::Gauge*> codecs;
+};
+
+class Metrics {
+ public:
+  // Serves the registry when config.port > 0 (throws tandem::Error when the address is
+  // taken); otherwise only collects (tests read text()).
+  Metrics(std::string role, const config::MetricsConfig& config);
+  ~Metrics();
+
+  // The series for one edge, created on first use.
+  TrainerMetrics& forEdge(const std::string& edge);
+
+  // The current metrics in the Prometheus text format.
+  std::string text() const;
+  // "http://127.0.0.1:9100/metrics", or "" when not serving.
+  std::string url() const { return url_; }
+
+ private:
+  struct Families;
+  std::string role_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Families> families_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string url_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<TrainerMetrics>> edges_;
+};
+
+// Resident memory of this process into `m`.
+void updateProcessMetrics(TrainerMetrics& m);
+
+}  // namespace tandem::telemetry
