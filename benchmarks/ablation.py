@@ -23,9 +23,9 @@ standalone gets the same compute as the split edge).
 
 Profiles:
   smoke   cnn on Wi-Fi and 4G, 1 epoch of 20 batches (a minute or two: tests the driver)
-  quick   cnn on all five links (2 epochs x 12 batches of 64); resnet18 and mobilenetv2
-          on Wi-Fi and 5G (2 epochs x 3 / 4 batches of 32); 25 s per run; the step drop
-          comes after 6 s instead of 30 s (a rewritten copy of step_drop.csv) so that
+  quick   cnn on all five links (2 epochs x 10 batches of 64); resnet18 and mobilenetv2
+          on Wi-Fi and 5G (2 epochs x 3 / 4 batches of 32); 20 s per run; the step drop
+          comes after 4 s instead of 30 s (a rewritten copy of step_drop.csv) so that
           short runs see it. Under 15 minutes on 2 cores.
   full    every model on every link, 3 epochs x 300 batches (cnn) / 2 x 60 (resnet18) /
           2 x 100 (mobilenetv2), 40 test batches, 30 min per run; hours.
@@ -101,13 +101,14 @@ CONFIGURATION_LABELS = {name: label.replace(" (p=2, K=0)", " (K=0)") for name, l
 ALL_LINKS = list(LINKS)
 PROFILES = {
     "smoke": {"models": {"cnn": ["wifi", "4g"]}, "epochs": 1, "batches": {"cnn": 20}, "batch_size": {},
-              "test_batches": 2, "timeout": 60, "drop_at": None},
+              "test_batches": 2, "timeout": 60, "grace": 10, "drop_at": None},
     "quick": {"models": {"cnn": ALL_LINKS, "resnet18": ["wifi", "5g"], "mobilenetv2": ["wifi", "5g"]},
-              "epochs": 2, "batches": {"cnn": 12, "resnet18": 3, "mobilenetv2": 4},
-              "batch_size": {"resnet18": 32, "mobilenetv2": 32}, "test_batches": 3, "timeout": 25, "drop_at": 6},
+              "epochs": 2, "batches": {"cnn": 10, "resnet18": 3, "mobilenetv2": 4},
+              "batch_size": {"resnet18": 32, "mobilenetv2": 32}, "test_batches": 3, "timeout": 20, "grace": 4,
+              "drop_at": 4},
     "full": {"models": {m: ALL_LINKS for m in MODELS}, "epochs": {"cnn": 3, "resnet18": 2, "mobilenetv2": 2},
              "batches": {"cnn": 300, "resnet18": 60, "mobilenetv2": 100}, "batch_size": {}, "test_batches": 40,
-             "timeout": 1800, "drop_at": None},
+             "timeout": 1800, "grace": 60, "drop_at": None},
 }
 
 PIPELINE_COLUMNS = ["edge_compute_s", "upload_s", "cloud_compute_s", "download_s", "bottleneck",
@@ -180,6 +181,22 @@ def timeline_rate(run_dir, batch_size):
     return (len(rows) - 1) * batch_size / seconds if seconds > 0 else None
 
 
+PROGRESS_LINE = re.compile(r"epoch (\d+)/(\d+)\s+\d+% (\d+)/(\d+) .*?\| (\d+(?:\.\d+)?) samples/s \|")
+
+
+def progress_rate(run_dir):
+    """Samples/s of the last progress line in edge.log (a run killed before writing its
+    summary): the rate of the epoch it was in, as the trainer printed it."""
+    path = Path(run_dir) / "edge.log"
+    if not path.exists():
+        return None
+    matches = PROGRESS_LINE.findall(path.read_text(errors="replace"))
+    if not matches:
+        return None
+    epoch, _, done, total, rate = matches[-1]
+    return float(rate) if int(done) > 0 else None
+
+
 def fmt(value, digits):
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -201,6 +218,10 @@ def make_row(profile_name, model, link, configuration, result, plan, out):
         sps = timeline_rate(plan["run_dir"], batch_size)
         if sps is not None:
             notes.append("samples/s from the timeline (no epoch completed)")
+        else:
+            sps = progress_rate(plan["run_dir"])
+            if sps is not None:
+                notes.append("samples/s from the last progress line (killed, no summary)")
     row["train_samples_per_second"] = fmt(sps, 1)
     if history:
         row["final_test_accuracy"] = fmt(history[-1].get("test_accuracy"), 4)
@@ -250,8 +271,9 @@ def plan_runs(args, profile, out):
                 run_dir = out / "runs" / model / link / name
                 s = dict(common, **settings)
                 plan = {"model": model, "link": link, "configuration": name, "kind": kind, "run_dir": run_dir,
-                        "config": ROOT / "configs" / config_file, "epochs": epochs, "batches": batches,
-                        "batch_size": batch_size or 0, "timeout": args.timeout or profile["timeout"]}
+                        "config": Path(args.config_dir) / config_file, "epochs": epochs, "batches": batches,
+                        "batch_size": batch_size or 0, "timeout": args.timeout or profile["timeout"],
+                        "grace": profile["grace"]}
                 if kind == "pair":
                     trace = traces[link]
                     rtt = LINKS[link][1]
@@ -307,10 +329,11 @@ def cell(row, key, digits, scale=1.0):
     return text
 
 
-def results_markdown(rows, profile_name, command, seconds):
+def results_markdown(rows, profile_name, command, seconds, reused=0):
     lines = [f"# Tandem ablation — profile `{profile_name}`", "",
              f"`{command}`", "",
              f"{len(rows)} runs in {seconds / 60:.1f} min on {os.cpu_count()} CPUs "
+             f"{f'({reused} reused from an earlier invocation) ' if reused else ''}"
              f"({time.strftime('%Y-%m-%d %H:%M')}); trainers from `{BUILD}`.", "",
              "Samples/s is the edge's training throughput (train samples / train seconds, evaluation "
              "excluded); accuracy is the test accuracy after the last completed epoch (on the capped test set). "
@@ -323,7 +346,7 @@ def results_markdown(rows, profile_name, command, seconds):
         first = mrows[0]
         lines += [f"## {model}", "",
                   f"{first['epochs'] if first['status'] == 'ok' else ''} epoch(s) × {first['batches']} batches"
-                  f"{' of ' + first['batch_size'] if str(first['batch_size']) not in ('', '0') else ''} per run.", ""]
+                  f"{' of ' + str(first['batch_size']) if str(first['batch_size']) not in ('', '0') else ''} per run.", ""]
         for title, key, digits, scale in (("train samples/s", "train_samples_per_second", 0, 1.0),
                                           ("final test accuracy %", "final_test_accuracy", 1, 100.0)):
             table = []
@@ -382,6 +405,10 @@ def main():
     parser.add_argument("--test-batches", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run (override the profile's)")
     parser.add_argument("--threads", type=int, default=1, help="LibTorch threads per trainer (run.threads)")
+    parser.add_argument("--config-dir", default=str(ROOT / "configs"),
+                        help="where fashion_mnist_<model>.yaml are (default: configs/)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="do not stop after 3 failed runs in a row (a broken build or config fails them all)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the ok/timeout rows of this profile already in OUT/runs.csv; run the rest")
     parser.add_argument("--no-plots", action="store_true")
@@ -404,6 +431,7 @@ def main():
 
     start = time.time()
     rows = []
+    failures = 0
     for i, plan in enumerate(plans, 1):
         key = (plan["model"], plan["link"], plan["configuration"])
         if key in previous:
@@ -412,9 +440,11 @@ def main():
         plan["batch_size"] = batch_size_of(plan)
         t0 = time.time()
         if plan["kind"] == "standalone":
-            result = run_standalone_bounded(plan["config"], plan["settings"], plan["run_dir"], plan["timeout"])
+            result = run_standalone_bounded(plan["config"], plan["settings"], plan["run_dir"], plan["timeout"],
+                                            grace=plan["grace"])
         else:
-            result = run_pair_bounded(plan["config"], plan["settings"], plan["run_dir"], plan["timeout"])
+            result = run_pair_bounded(plan["config"], plan["settings"], plan["run_dir"], plan["timeout"],
+                                      grace=plan["grace"])
         row = make_row(args.profile, *key, result, plan, out)
         rows.append(row)
         write_csv(out / "runs.csv", rows)
@@ -422,9 +452,15 @@ def main():
               f"{plan['configuration']:15} {row['status']:7} {time.time() - t0:5.1f} s  "
               f"{row['train_samples_per_second'] or '-':>7} samples/s  acc {row['final_test_accuracy'] or '-':6}  "
               f"splits {row['split_points'] or '-'}", flush=True)
+        failures = failures + 1 if row["status"] == "failed" else 0
+        if failures >= 3 and not args.keep_going:
+            print(f"ablation: 3 runs failed in a row; stopping (--keep-going to go on). Last error:\n"
+                  f"{result['error']}", file=sys.stderr, flush=True)
+            return 1
     seconds = time.time() - start
     write_csv(out / "runs.csv", rows)
-    (out / "results.md").write_text(results_markdown(rows, args.profile, command, seconds))
+    reused = sum(1 for p in plans if (p["model"], p["link"], p["configuration"]) in previous)
+    (out / "results.md").write_text(results_markdown(rows, args.profile, command, seconds, reused))
     print(f"ablation: {len(rows)} runs in {seconds:.0f} s; {out / 'runs.csv'}, {out / 'results.md'}", flush=True)
     if not args.no_plots:
         import plots  # matplotlib: only needed here

@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from ablation import CONFIGURATION_LABELS, CONFIGURATION_NAMES, LINK_LABELS, read_trace  # noqa: E402
 
@@ -74,13 +75,18 @@ def ordered(rows):
 
 
 def figure_legend(fig, axes):
-    handles, labels = {}, {}
+    """One legend under the panels; returns the fraction of the figure height it takes."""
+    labels = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             labels.setdefault(label, h)
-    if labels:
-        fig.legend(list(labels.values()), list(labels.keys()), loc="lower center", ncol=min(len(labels), 7),
-                   frameon=False, fontsize=9)
+    if not labels:
+        return 0.02
+    width = fig.get_size_inches()[0]
+    ncol = max(1, min(len(labels), int(width // 2.1)))
+    fig.legend(list(labels.values()), list(labels.keys()), loc="lower center", ncol=ncol, frameon=False, fontsize=9)
+    rows = -(-len(labels) // ncol)
+    return (0.28 * rows + 0.15) / fig.get_size_inches()[1]
 
 
 def accuracy_vs_time(out, rows, dest):
@@ -91,7 +97,8 @@ def accuracy_vs_time(out, rows, dest):
         if not links:
             continue
         standalone = next((r for r in mrows if r["configuration"] == "standalone"), None)
-        fig, axes = plt.subplots(1, len(links), figsize=(3.6 * len(links) + 0.6, 3.9), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(links), figsize=(max(8.0, 3.6 * len(links) + 0.6), 4.4), sharey=True,
+                                 squeeze=False)
         axes = axes[0]
         for ax, link in zip(axes, links):
             timeouts = []
@@ -121,8 +128,7 @@ def accuracy_vs_time(out, rows, dest):
                         va="bottom")
         axes[0].set_ylabel("test accuracy, %")
         fig.suptitle(f"{model}: test accuracy vs wall time")
-        figure_legend(fig, axes)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.tight_layout(rect=(0, figure_legend(fig, axes), 1, 1))
         path = dest / f"accuracy_vs_time_{model}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -135,7 +141,7 @@ def throughput_vs_bandwidth(out, rows, dest):
     models = [m for m in models if any(r["model"] == m and r["link"] in STATIONARY for r in rows)]
     if not models:
         return []
-    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models) + 0.6, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(max(8.0, 4.6 * len(models) + 0.6), 4.8), squeeze=False)
     axes = axes[0]
     for ax, model in zip(axes, models):
         mrows = [r for r in rows if r["model"] == model]
@@ -184,6 +190,9 @@ def throughput_vs_bandwidth(out, rows, dest):
                                 (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7, color="tab:red")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         links = sorted({(number(r["mean_uplink_mbps"]), r["link"]) for r in mrows
                         if r["link"] in STATIONARY and number(r["mean_uplink_mbps"])})
         ax.set_xticks([x for x, _ in links])
@@ -193,10 +202,9 @@ def throughput_vs_bandwidth(out, rows, dest):
         ax.set_ylabel("train samples/s")
         ax.set_title(model)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("throughput vs link bandwidth (hollow: interrupted run, partial; ▽: timed out, below this)",
-                 fontsize=10)
-    figure_legend(fig, axes)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.suptitle("train samples/s vs link bandwidth\n(hollow: interrupted run, epochs it completed; "
+                 "▽: timed out, slower than this)", fontsize=10)
+    fig.tight_layout(rect=(0, figure_legend(fig, axes), 1, 1))
     path = dest / "throughput_vs_bandwidth.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -75,15 +75,18 @@ def markdown_table(header, rows):
 
 
 def _stop(proc, grace):
-    """SIGTERM (the trainer finishes its step and writes its summary), SIGKILL after `grace` s."""
+    """SIGTERM (the trainer finishes its step and writes its summary), SIGKILL after `grace` s.
+    Returns True when it had to be killed."""
     if proc.poll() is not None:
-        return
+        return False
     proc.terminate()
     try:
         proc.wait(timeout=grace)
+        return False
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        return True
 
 
 def _tail(path, chars=4000):
@@ -168,17 +171,19 @@ def run_pair_bounded(config, settings, out_dir, timeout, grace=10.0, cloud_setti
         edge_cmd = [str(EDGE), "--config", str(config)] + _overrides(dict(settings, **{"link.endpoint": endpoint}))
         start = time.time()
         edge = subprocess.Popen(edge_cmd, stdout=edge_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        killed = False
         try:
             edge.wait(timeout=timeout)
             status = "ok" if edge.returncode == 0 else "failed"
         except subprocess.TimeoutExpired:
             status = "timeout"
-            _stop(edge, grace)
+            killed = _stop(edge, grace)
         seconds = time.time() - start
-        try:
-            cloud.wait(timeout=grace + 5)
-        except subprocess.TimeoutExpired:
-            pass
+        if not killed:  # an orderly end (or a failure): the cloud ends its session and exits
+            try:
+                cloud.wait(timeout=grace + 5)
+            except subprocess.TimeoutExpired:
+                pass
         if status == "failed":
             error = f"edge_trainer exited {edge.returncode}: " + _tail(out / "edge.log", 600)
         elif status == "timeout":

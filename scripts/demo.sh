@@ -21,10 +21,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "demo: starting cloud_trainer on 127.0.0.1 (log: $out/cloud.log)"
 mkdir -p "$out"
+# The link is encrypted and authenticated with CURVE: one key pair per side, and the cloud
+# accepts only the edge's public key.
+keys="$out/keys"
+if [[ ! -f "$keys/cloud.key" || ! -f "$keys/edge.key" ]]; then
+  "$build/trainers/tandem_keygen" --out "$keys" --force cloud edge >/dev/null
+fi
+cp "$keys/edge.pub" "$keys/authorized_edges"
+
+echo "demo: starting cloud_trainer on 127.0.0.1, CURVE-encrypted (log: $out/cloud.log)"
 "$build/trainers/cloud_trainer" --config "$config" --set run.output_dir="$out" \
   --set link.endpoint='tcp://127.0.0.1:*' --set link.accept_timeout_s=120 \
+  --set security.mode=curve --set security.key_file="$keys/cloud.key" \
+  --set security.authorized_keys="$keys/authorized_edges" \
   --endpoint-file "$work/endpoint" "$@" >"$out/cloud.log" 2>&1 &
 cloud_pid=$!
 for _ in $(seq 1 600); do
@@ -34,7 +44,9 @@ for _ in $(seq 1 600); do
 done
 endpoint=$(cat "$work/endpoint")
 echo "demo: cloud listening at $endpoint; starting edge_trainer"
-"$build/trainers/edge_trainer" --config "$config" --set run.output_dir="$out" --set link.endpoint="$endpoint" "$@"
+"$build/trainers/edge_trainer" --config "$config" --set run.output_dir="$out" --set link.endpoint="$endpoint" \
+  --set security.mode=curve --set security.key_file="$keys/edge.key" \
+  --set security.cloud_public_key_file="$keys/cloud.pub" "$@"
 wait "$cloud_pid"
 cloud_pid=
 echo

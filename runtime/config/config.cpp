@@ -401,6 +401,14 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.finish();
   }
   {
+    auto s = top.section("security");
+    s.readChoice("mode", c.security.mode, {"curve", "plaintext"});
+    s.readString("key_file", c.security.key_file, false);
+    s.readString("cloud_public_key_file", c.security.cloud_public_key_file, false);
+    s.readString("authorized_keys", c.security.authorized_keys, false);
+    s.finish();
+  }
+  {
     auto s = top.section("metrics");
     s.readInt("port", c.metrics.port, 0, 65535);
     s.readString("bind_address", c.metrics.bind_address, false);

@@ -124,6 +124,16 @@ struct LinkConfig {
   EmulateConfig emulate;
 };
 
+// Encryption and authentication of the edge–cloud link (ZeroMQ CURVE). `curve` is the
+// default; plaintext must be asked for, and the trainers warn when it is used on a
+// non-loopback endpoint.
+struct SecurityConfig {
+  std::string mode = "curve";        // curve | plaintext
+  std::string key_file;              // this side's key pair (tandem_keygen NAME.key, mode 0600)
+  std::string cloud_public_key_file;  // edge: the cloud's NAME.pub
+  std::string authorized_keys;       // cloud: file listing the edge public keys it accepts
+};
+
 struct MetricsConfig {
   int port = 0;  // 0: off
   std::string bind_address = "127.0.0.1";
@@ -143,6 +153,7 @@ struct Config {
   CompressionConfig compression;
   SchedulerConfig scheduler;
   LinkConfig link;
+  SecurityConfig security;
   MetricsConfig metrics;
   LogConfig log;
 

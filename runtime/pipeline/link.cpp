@@ -1,6 +1,8 @@
 #include "runtime/pipeline/link.h"
 
 #include "runtime/common/strings.h"
+#include "runtime/common/log.h"
+#include "runtime/transport/curve.h"
 #include "runtime/transport/link_emulator.h"
 
 namespace tandem::pipeline {
@@ -13,6 +15,41 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.heartbeat_interval = millis(config.link.heartbeat_interval_s);
   o.peer_timeout = millis(config.link.peer_timeout_s);
   o.limits.max_tensor_bytes = static_cast<std::uint64_t>(config.link.max_message_mb * 1024.0 * 1024.0);
+  const auto& sec = config.security;
+  const bool cloud = role == "cloud";
+  if (sec.mode == "plaintext") {
+    const auto& ep = config.link.endpoint;
+    const bool local = ep.rfind("inproc://", 0) == 0 || ep.rfind("ipc://", 0) == 0 ||
+                       ep.find("://127.") != std::string::npos || ep.find("://localhost") != std::string::npos ||
+                       ep.find("://[::1]") != std::string::npos;
+    if (!local) {
+      log::get(role + ".security")
+          ->warn("security.mode is plaintext on {}: traffic is neither encrypted nor authenticated", ep);
+    }
+    return o;
+  }
+  const auto need = [&](const std::string& value, const std::string& key, const std::string& why) {
+    if (value.empty()) {
+      config::failAt(config, key, "needed with security.mode: curve (" + why +
+                                      "; create keys with tandem_keygen, or set security.mode: plaintext)");
+    }
+  };
+  o.curve.enabled = true;
+  need(sec.key_file, "security.key_file", "this side's key pair");
+  try {
+    const auto keys = transport::readCurveKeyPair(sec.key_file);
+    o.curve.public_key = keys.public_key;
+    o.curve.secret_key = keys.secret_key;
+    if (cloud) {
+      need(sec.authorized_keys, "security.authorized_keys", "the edges the cloud accepts");
+      o.curve.authorized_keys = transport::readAuthorizedKeys(sec.authorized_keys);
+    } else {
+      need(sec.cloud_public_key_file, "security.cloud_public_key_file", "the cloud's public key");
+      o.curve.server_key = transport::readCurvePublicKey(sec.cloud_public_key_file);
+    }
+  } catch (const ConfigError& e) {
+    config::failAt(config, "security", e.what());
+  }
   return o;
 }
 

@@ -40,6 +40,7 @@ struct TransportStats {
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_received = 0;
   std::uint64_t messages_rejected = 0;
+  std::uint64_t connections_refused = 0;  // failed CURVE authentication or mechanism mismatch
 };
 
 // Seconds on this machine's steady clock (the clock message times are stamped with).

@@ -5,6 +5,10 @@
 
 #include <zmq_addon.hpp>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
+
 #include "runtime/common/log.h"
 
 namespace tandem::transport {
@@ -44,6 +48,8 @@ ZmqTransport::ZmqTransport(ZmqOptions options)
     endpoint_ = result.get();
   } catch (...) {
     thread_.join();
+    zap_stopping_ = true;
+    if (zap_thread_.joinable()) zap_thread_.join();
     ::close(wake_fd_);
     throw;
   }
@@ -83,6 +89,7 @@ TransportStats ZmqTransport::stats() const {
   s.messages_sent = messages_sent_;
   s.messages_received = messages_received_;
   s.messages_rejected = messages_rejected_;
+  s.connections_refused = refused_;
   return s;
 }
 
@@ -95,14 +102,25 @@ void ZmqTransport::close(std::chrono::milliseconds linger) {
   stopping_ = true;
   wake();
   if (thread_.joinable()) thread_.join();
+  zap_stopping_ = true;
+  if (zap_thread_.joinable()) zap_thread_.join();
   outbound_.close();
   inbound_.close();
 }
 
 void ZmqTransport::run(std::promise<std::string> ready) {
   const bool bind = options_.mode == ZmqOptions::Mode::kBind;
+  const auto& curve = options_.curve;
   zmq::socket_t socket;
+  zmq::socket_t monitor;
   try {
+    if (curve.enabled && bind) {
+      // The ZAP handler must be bound before the socket accepts connections.
+      std::promise<void> zap_ready;
+      auto zap_bound = zap_ready.get_future();
+      zap_thread_ = std::thread([this, p = std::move(zap_ready)]() mutable { runZap(p); });
+      zap_bound.get();  // throws when the handler could not bind
+    }
     socket = zmq::socket_t(*context_, bind ? zmq::socket_type::router : zmq::socket_type::dealer);
     socket.set(zmq::sockopt::linger, 0);
     // ZeroMQ drops the connection of a peer that sends a bigger frame, before allocating it.
@@ -110,6 +128,25 @@ void ZmqTransport::run(std::promise<std::string> ready) {
     socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(largest));
     socket.set(zmq::sockopt::sndhwm, kHighWaterMark);
     socket.set(zmq::sockopt::rcvhwm, kHighWaterMark);
+    if (curve.enabled) {
+      if (bind) {
+        socket.set(zmq::sockopt::curve_server, true);
+        socket.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+        socket.set(zmq::sockopt::zap_domain, "tandem");
+      } else {
+        socket.set(zmq::sockopt::curve_serverkey, curve.server_key);
+        socket.set(zmq::sockopt::curve_publickey, curve.public_key);
+        socket.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+      }
+    }
+    // Watch failed handshakes (a refused key, CURVE against plaintext) to report them.
+    const std::string monitor_endpoint = "inproc://tandem-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+    zmq_socket_monitor(socket.handle(), monitor_endpoint.c_str(),
+                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+    monitor = zmq::socket_t(*context_, zmq::socket_type::pair);
+    monitor.set(zmq::sockopt::linger, 0);
+    monitor.connect(monitor_endpoint);
     std::string endpoint = options_.endpoint;
     if (bind) {
       socket.set(zmq::sockopt::router_mandatory, 1);
@@ -135,8 +172,14 @@ void ZmqTransport::run(std::promise<std::string> ready) {
       short events = 0;
       if (!inbound_.full()) events |= ZMQ_POLLIN;
       if (!pending_.empty()) events |= ZMQ_POLLOUT;
-      zmq::pollitem_t items[] = {{socket.handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(50));
+      zmq::pollitem_t items[] = {{socket.handle(), 0, events, 0},
+                                 {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                                 {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 3, std::chrono::milliseconds(50));
+      if (items[2].revents & ZMQ_POLLIN) {
+        std::vector<zmq::message_t> event;
+        if (zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) onMonitorEvent(event);
+      }
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count;
         [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
@@ -169,7 +212,92 @@ void ZmqTransport::run(std::promise<std::string> ready) {
   }
   pending_.clear();
   socket_ = nullptr;
+  zmq_socket_monitor(socket.handle(), nullptr, 0);
+  monitor.close();
   socket.close();
+}
+
+void ZmqTransport::onMonitorEvent(std::vector<zmq::message_t>& frames) {
+  if (frames.size() < 2 || frames[0].size() < 6) return;
+  std::uint16_t event = 0;
+  std::uint32_t value = 0;
+  std::memcpy(&event, frames[0].data(), 2);
+  std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, 4);
+  const std::string where = frames[1].to_string();
+  ++refused_;
+  std::string what;
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    what = options_.mode == ZmqOptions::Mode::kBind
+               ? "a peer's CURVE key is not authorized (see security.authorized_keys)"
+               : "the cloud refused this edge's CURVE key: add its public key to the cloud's security.authorized_keys";
+  } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+    what = "security mismatch: one side uses CURVE, the other plaintext (security.mode must match)";
+  } else {
+    char detail[96];
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+      std::snprintf(detail, sizeof detail, "connection closed: %s", std::strerror(static_cast<int>(value)));
+    } else {
+      std::snprintf(detail, sizeof detail, "protocol error 0x%08x", value);
+    }
+    what = std::string("security handshake failed (") + detail +
+           "): check that security.mode matches the other side's and that security.cloud_public_key_file is "
+           "the cloud's key";
+  }
+  log_->warn("{} ({})", what, where);
+  if (options_.mode == ZmqOptions::Mode::kConnect) {
+    std::lock_guard<std::mutex> lock(failure_mutex_);
+    if (failure_.empty()) {
+      failure_ = what + " at " + options_.endpoint;
+      inbound_.close();
+    }
+  }
+}
+
+void ZmqTransport::runZap(std::promise<void>& ready) {
+  zmq::socket_t handler;
+  try {
+    handler = zmq::socket_t(*context_, zmq::socket_type::rep);
+    handler.set(zmq::sockopt::linger, 0);
+    handler.bind("inproc://zeromq.zap.01");
+  } catch (const zmq::error_t& e) {
+    ready.set_exception(std::make_exception_ptr(e));
+    return;
+  }
+  ready.set_value();
+  std::vector<std::string> allowed;
+  for (const auto& key : options_.curve.authorized_keys) {
+    std::string binary(32, '\0');
+    if (zmq_z85_decode(reinterpret_cast<std::uint8_t*>(binary.data()), key.c_str())) allowed.push_back(binary);
+  }
+  while (!zap_stopping_) {
+    zmq::pollitem_t items[] = {{handler.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(100));
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    std::vector<zmq::message_t> request;
+    if (!zmq::recv_multipart(handler, std::back_inserter(request))) continue;
+    // version, request id, domain, address, identity, mechanism, credentials...
+    std::string status = "400";
+    std::string text = "refused";
+    std::string user;
+    if (request.size() >= 7 && request[5].to_string() == "CURVE" && request[6].size() == 32) {
+      const std::string key = request[6].to_string();
+      char z85[41] = {0};
+      zmq_z85_encode(z85, reinterpret_cast<const std::uint8_t*>(key.data()), 32);
+      user = z85;
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) {
+        status = "200";
+        text = "OK";
+      } else {
+        log_->warn("refused a CURVE connection from {}: key {} is not in security.authorized_keys",
+                   request[3].to_string(), z85);
+        text = "key not authorized";
+      }
+    }
+    const std::string request_id = request.size() > 1 ? request[1].to_string() : std::string();
+    std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"), zmq::buffer(request_id), zmq::buffer(status),
+                                              zmq::buffer(text),        zmq::buffer(user),       zmq::const_buffer()};
+    zmq::send_multipart(handler, reply);
+  }
 }
 
 void ZmqTransport::pumpOutbound(zmq::socket_t& socket) {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/common/bounded_queue.h"
 #include "runtime/transport/transport.h"
@@ -24,6 +25,17 @@ class logger;
 }
 
 namespace tandem::transport {
+
+// CURVE encryption and authentication. The binding side (cloud) is the CURVE server and
+// accepts only `authorized_keys` (checked by a ZAP handler on its own thread, before any
+// message reaches the transport); the connecting side (edge) must know `server_key`.
+struct CurveOptions {
+  bool enabled = false;
+  std::string public_key;  // Z85, this side
+  std::string secret_key;  // Z85, this side
+  std::string server_key;  // Z85, the cloud's public key (connecting side)
+  std::vector<std::string> authorized_keys;  // Z85 (binding side)
+};
 
 struct ZmqOptions {
   enum class Mode { kBind, kConnect };
@@ -35,6 +47,7 @@ struct ZmqOptions {
   std::chrono::milliseconds peer_timeout{15000};
   std::size_t queue_capacity = 64;       // messages, each direction
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
+  CurveOptions curve;
 };
 
 class ZmqTransport final : public Transport {
@@ -73,6 +86,8 @@ class ZmqTransport final : public Transport {
               MessageType type);
   void checkPeers(zmq::socket_t& socket);
   void wake();
+  void runZap(std::promise<void>& ready);  // the ZAP handler (CURVE server only)
+  void onMonitorEvent(std::vector<zmq::message_t>& frames);
 
   ZmqOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -99,6 +114,9 @@ class ZmqTransport final : public Transport {
   std::atomic<std::uint64_t> messages_rejected_{0};
 
   std::thread thread_;
+  std::thread zap_thread_;
+  std::atomic<bool> zap_stopping_{false};
+  std::atomic<std::uint64_t> refused_{0};
 };
 
 }  // namespace tandem::transport

@@ -36,6 +36,7 @@ optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.001}
 split: {point: 2, staleness: 0}
 link: {heartbeat_interval_s: 0.5, peer_timeout_s: 20}
 scheduler: {profile_iterations: 1}
+security: {mode: plaintext}
 )" + extra,
                              "repartition.yaml", {"run.output_dir=" + dir, "scheduler.profile_dir=" + dir + "/profiles"});
 }

@@ -32,6 +32,7 @@ model: {name: )" + model + R"(}
 optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.001}
 split: {point: 1, staleness: 0}
 link: {heartbeat_interval_s: 0.5, peer_timeout_s: 10, connect_timeout_s: 10}
+security: {mode: plaintext}
 )" + extra,
                              "split_test.yaml", {"run.output_dir=" + outputDir(model)});
 }

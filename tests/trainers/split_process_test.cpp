@@ -33,6 +33,7 @@ data:
 model: {name: cnn}
 optimizer: {name: sgd, lr: 0.02, momentum: 0.9}
 split: {point: 2, staleness: 2}
+security: {mode: plaintext}
 link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, accept_timeout_s: 60}
 )";
   }
@@ -88,6 +89,7 @@ run: {name: procs, epochs: 1000}
 data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
 model: {name: cnn}
 split: {point: 2, staleness: 2}
+security: {mode: plaintext}
 link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
 )";
   auto cloud = startCloud();
@@ -106,6 +108,7 @@ run: {name: procs, epochs: 1000}
 data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
 model: {name: cnn}
 split: {point: 2, staleness: 2}
+security: {mode: plaintext}
 link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
 )";
   auto cloud = startCloud();
