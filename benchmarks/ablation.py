@@ -25,10 +25,12 @@ Profiles:
   smoke   cnn on Wi-Fi and 4G, 1 epoch of 20 batches (a minute or two: tests the driver)
   quick   cnn on all five links (2 epochs x 10 batches of 64); resnet18 and mobilenetv2
           on Wi-Fi and 5G (2 epochs x 3 / 4 batches of 32); 20 s per run; the step drop
-          comes after 4 s instead of 30 s (a rewritten copy of step_drop.csv) so that
-          short runs see it. Under 15 minutes on 2 cores.
+          comes after 2 s instead of 30 s (a rewritten copy of step_drop.csv) so that
+          these short runs see it. Under 15 minutes on 2 cores.
   full    every model on every link, 3 epochs x 300 batches (cnn) / 2 x 60 (resnet18) /
-          2 x 100 (mobilenetv2), 40 test batches, 30 min per run; hours.
+          2 x 100 (mobilenetv2), 40 test batches, 15 min per run: several hours (the
+          split configurations on the household-IoT and 4G links of resnet18 and
+          mobilenetv2 run into their limit); --resume continues an interrupted suite.
 
 Outputs in --out: runs.csv (one row per run), results.md (Markdown tables), plots/*.png
 (benchmarks/plots.py: test accuracy vs wall time, samples/s vs bandwidth, split point over
@@ -45,6 +47,7 @@ the runs themselves need only the standard library, and --no-plots skips matplot
 
 import argparse
 import csv
+import json
 import os
 import re
 import sys
@@ -105,10 +108,10 @@ PROFILES = {
     "quick": {"models": {"cnn": ALL_LINKS, "resnet18": ["wifi", "5g"], "mobilenetv2": ["wifi", "5g"]},
               "epochs": 2, "batches": {"cnn": 10, "resnet18": 3, "mobilenetv2": 4},
               "batch_size": {"resnet18": 32, "mobilenetv2": 32}, "test_batches": 3, "timeout": 20, "grace": 4,
-              "drop_at": 4},
+              "drop_at": 2},
     "full": {"models": {m: ALL_LINKS for m in MODELS}, "epochs": {"cnn": 3, "resnet18": 2, "mobilenetv2": 2},
              "batches": {"cnn": 300, "resnet18": 60, "mobilenetv2": 100}, "batch_size": {}, "test_batches": 40,
-             "timeout": 1800, "grace": 60, "drop_at": None},
+             "timeout": 900, "grace": 60, "drop_at": None},
 }
 
 PIPELINE_COLUMNS = ["edge_compute_s", "upload_s", "cloud_compute_s", "download_s", "bottleneck",
@@ -201,9 +204,46 @@ def fmt(value, digits):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): train loss (\S+) acc (\S+)% \| test loss (\S+) acc (\S+)% \| "
+                        r"(\d+(?:\.\d+)?) samples/s \| (\d+(?:\.\d+)?) s \| split (\d+)")
+
+
+def log_history(run_dir):
+    """The per-epoch lines of edge.log as summary-style history records: for a run killed
+    before it could write its summary."""
+    path = Path(run_dir) / "edge.log"
+    if not path.exists():
+        return []
+    history = []
+    for epoch, _, train_loss, train_acc, test_loss, test_acc, rate, seconds, split in EPOCH_LINE.findall(
+            path.read_text(errors="replace")):
+        history.append({"epoch": int(epoch) - 1, "train_loss": float(train_loss),
+                        "train_accuracy": float(train_acc) / 100, "test_loss": float(test_loss),
+                        "test_accuracy": float(test_acc) / 100, "samples_per_second": float(rate),
+                        "epoch_seconds": float(seconds), "split_point": int(split)})
+    return history
+
+
+def edge_history(run_dir):
+    """(history, source): from summary-edge.json, else from edge.log."""
+    path = Path(run_dir) / "summary-edge.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text()).get("history", []), "summary"
+        except ValueError:
+            pass
+    history = log_history(run_dir)
+    return history, ("log" if history else "none")
+
+
 def make_row(profile_name, model, link, configuration, result, plan, out):
     edge = result["edge"] or {}
     history = edge.get("history", [])
+    notes = []
+    if not edge and result["status"] != "failed":
+        history = log_history(plan["run_dir"])
+        if history:
+            notes.append("killed before writing its summary: epochs from edge.log")
     batch_size = plan["batch_size"]
     row = {c: "" for c in COLUMNS}
     row.update(profile=profile_name, model=model, link=link, configuration=configuration, status=result["status"],
@@ -212,8 +252,12 @@ def make_row(profile_name, model, link, configuration, result, plan, out):
                epochs_planned=plan["epochs"], timeout_s=f"{plan['timeout']:g}",
                run_dir=os.path.relpath(plan["run_dir"], out), trace=plan.get("trace", ""))
     row["wall_seconds"] = fmt(edge.get("wall_seconds", result["seconds"]), 2)
-    notes = []
-    sps = edge.get("train_samples_per_second") if history else None
+    if edge and history:
+        sps = edge.get("train_samples_per_second")
+    elif history:  # epochs of equal size: the overall rate is the harmonic mean
+        sps = len(history) / sum(1.0 / h["samples_per_second"] for h in history if h["samples_per_second"] > 0)
+    else:
+        sps = None
     if sps is None and result["status"] != "failed":
         sps = timeline_rate(plan["run_dir"], batch_size)
         if sps is not None:
@@ -221,19 +265,23 @@ def make_row(profile_name, model, link, configuration, result, plan, out):
         else:
             sps = progress_rate(plan["run_dir"])
             if sps is not None:
-                notes.append("samples/s from the last progress line (killed, no summary)")
+                notes.append("samples/s from the last progress line of edge.log (no epoch completed)")
     row["train_samples_per_second"] = fmt(sps, 1)
     if history:
         row["final_test_accuracy"] = fmt(history[-1].get("test_accuracy"), 4)
     for key in ("bytes_uplink", "bytes_downlink"):
         if key in edge:
             row[key] = edge[key]
-    row["split_points"] = " ".join(str(p) for p in edge.get("split_points", []))
+    if edge.get("split_points"):
+        row["split_points"] = " ".join(str(p) for p in edge["split_points"])
+    elif history:
+        row["split_points"] = " ".join(str(h["split_point"]) for h in history if "split_point" in h)
     repartitions = edge.get("repartitions", [])
     row["repartitions"] = len(repartitions) if edge else ""
     codecs = [r.get("codec") for r in repartitions if r.get("codec")]
-    if codecs:
-        row["codecs"] = " ".join(codecs)
+    if not codecs and plan["kind"] == "pair" and plan["settings"].get("split.point") != 0:
+        codecs = [plan["settings"].get("compression.uplink", "none")]
+    row["codecs"] = " ".join(codecs)
     pipeline = edge.get("pipeline")
     if isinstance(pipeline, dict):
         for key in PIPELINE_COLUMNS:
@@ -241,8 +289,8 @@ def make_row(profile_name, model, link, configuration, result, plan, out):
             row[key] = fmt(value, 5) if isinstance(value, float) else value
     if result["status"] == "timeout":
         planned = plan["epochs"] * plan["batches"] * batch_size
-        notes.append(f"timeout after {plan['timeout']:.0f} s ({len(history)}/{plan['epochs']} epochs); "
-                     f"finishing needs < {planned / plan['timeout']:.1f} samples/s")
+        notes.append(f"timeout after {plan['timeout']:.0f} s with {len(history)}/{plan['epochs']} epochs done "
+                     f"(so below {planned / plan['timeout']:.1f} samples/s overall)")
     elif result["status"] == "failed":
         notes.append(" ".join(result["error"].split())[-300:])
     row["note"] = "; ".join(notes)
@@ -281,7 +329,8 @@ def plan_runs(args, profile, out):
                               "link.peer_timeout_s": 120, "scheduler.profile_dir": str(out / "profiles")})
                     plan["rtt_ms"] = rtt
                     plan["trace"] = str(trace)
-                    plan["mean_uplink_mbps"] = trace_mean(read_trace(trace), plan["timeout"])
+                    # What a run can see of the trace: its first min(timeout, 600) s.
+                    plan["mean_uplink_mbps"] = trace_mean(read_trace(trace), min(plan["timeout"], 600.0))
                 plan["settings"] = s
                 plans.append(plan)
     return plans
@@ -345,7 +394,7 @@ def results_markdown(rows, profile_name, command, seconds, reused=0):
         links = list(dict.fromkeys(r["link"] for r in mrows if r["link"] != "none"))
         first = mrows[0]
         lines += [f"## {model}", "",
-                  f"{first['epochs'] if first['status'] == 'ok' else ''} epoch(s) × {first['batches']} batches"
+                  f"{first['epochs_planned']} epoch(s) × {first['batches']} batches"
                   f"{' of ' + str(first['batch_size']) if str(first['batch_size']) not in ('', '0') else ''} per run.", ""]
         for title, key, digits, scale in (("train samples/s", "train_samples_per_second", 0, 1.0),
                                           ("final test accuracy %", "final_test_accuracy", 1, 100.0)):

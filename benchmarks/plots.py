@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from ablation import CONFIGURATION_LABELS, CONFIGURATION_NAMES, LINK_LABELS, read_trace  # noqa: E402
+from ablation import CONFIGURATION_LABELS, CONFIGURATION_NAMES, LINK_LABELS, edge_history, read_trace  # noqa: E402
 
 STYLE = {  # configuration → (colour, marker)
     "standalone": ("black", "s"),
@@ -42,16 +42,6 @@ STATIONARY = ["household_iot", "4g", "wifi", "5g"]
 def load_rows(out):
     with open(Path(out) / "runs.csv") as f:
         return list(csv.DictReader(f))
-
-
-def summary(out, row):
-    path = Path(out) / row["run_dir"] / "summary-edge.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
 
 
 def timeline(out, row):
@@ -82,6 +72,8 @@ def figure_legend(fig, axes):
             labels.setdefault(label, h)
     if not labels:
         return 0.02
+    order = [CONFIGURATION_LABELS[name] for name in CONFIGURATION_NAMES]
+    labels = dict(sorted(labels.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     width = fig.get_size_inches()[0]
     ncol = max(1, min(len(labels), int(width // 2.1)))
     fig.legend(list(labels.values()), list(labels.keys()), loc="lower center", ncol=ncol, frameon=False, fontsize=9)
@@ -97,18 +89,21 @@ def accuracy_vs_time(out, rows, dest):
         if not links:
             continue
         standalone = next((r for r in mrows if r["configuration"] == "standalone"), None)
-        fig, axes = plt.subplots(1, len(links), figsize=(max(8.0, 3.6 * len(links) + 0.6), 4.4), sharey=True,
-                                 squeeze=False)
-        axes = axes[0]
+        ncols = min(3, len(links))
+        nrows = -(-len(links) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(max(8.0, 4.2 * ncols + 0.6), 3.6 * nrows + 0.9),
+                                 sharey=True, squeeze=False)
+        axes = list(grid.flat)
+        for ax in axes[len(links):]:
+            ax.set_visible(False)
         for ax, link in zip(axes, links):
             timeouts = []
             for row in ordered([r for r in mrows if r["link"] == link] + ([standalone] if standalone else [])):
-                s = summary(out, row)
-                history = (s or {}).get("history", [])
+                history, source = edge_history(Path(out) / row["run_dir"])
                 colour, marker = STYLE.get(row["configuration"], ("tab:brown", "o"))
                 if row["status"] != "ok":
                     timeouts.append(f"{CONFIGURATION_LABELS.get(row['configuration'], row['configuration'])}: "
-                                    f"{row['status']}")
+                                    f"{row['status']}, {len(history)} epoch(s)")
                 if not history:
                     continue
                 t, xs, ys = 0.0, [], []
@@ -121,12 +116,14 @@ def accuracy_vs_time(out, rows, dest):
                         label=CONFIGURATION_LABELS.get(row["configuration"], row["configuration"]))
             ax.set_title(LINK_LABELS.get(link, link))
             ax.set_xlabel("wall time, s (cumulative epochs)")
+            ax.yaxis.set_tick_params(labelleft=True)
             ax.grid(True, alpha=0.3)
             ax.set_xlim(left=0)
             if timeouts:
                 ax.text(0.02, 0.02, "\n".join(timeouts), transform=ax.transAxes, fontsize=7, color="dimgray",
                         va="bottom")
-        axes[0].set_ylabel("test accuracy, %")
+        for ax in axes[::ncols]:
+            ax.set_ylabel("test accuracy, %")
         fig.suptitle(f"{model}: test accuracy vs wall time")
         fig.tight_layout(rect=(0, figure_legend(fig, axes), 1, 1))
         path = dest / f"accuracy_vs_time_{model}.png"
@@ -231,6 +228,27 @@ def step_drop(out, rows, dest):
                 pts = [(float(r["seconds"]), int(r["split"])) for r in tl if r["codec"] == codec]
                 ax_split.plot(*zip(*pts), linestyle="none", marker=markers[i % 4], markersize=3.5,
                               label=f"uplink {codec}")
+            # The planner's decisions (decisions.jsonl; step → time through the timeline).
+            decisions_path = Path(out) / auto["run_dir"] / "decisions.jsonl"
+            if decisions_path.exists():
+                at = {int(r["step"]): float(r["seconds"]) for r in tl}
+                changed, kept = [], []
+                for line in decisions_path.read_text().splitlines():
+                    try:
+                        d = json.loads(line)
+                    except ValueError:
+                        continue
+                    t = at.get(int(d.get("step", -1)))
+                    if t is None:
+                        continue
+                    point = (t, (d.get("choice") or {}).get("split", splits[0]))
+                    (changed if d.get("changed") else kept).append(point)
+                if changed:
+                    ax_split.plot(*zip(*changed), linestyle="none", marker="v", markersize=9, color="tab:red",
+                                  label="re-partition")
+                if kept:
+                    ax_split.plot(*zip(*kept), linestyle="none", marker="v", markersize=9, color="tab:red",
+                                  markerfacecolor="none", label="re-plan, kept")
             ax_split.legend(fontsize=8, loc="upper right")
             ax_split.set_ylim(-0.5, max(splits + [2]) + 0.5)
             ax_split.yaxis.get_major_locator().set_params(integer=True)
@@ -257,8 +275,19 @@ def step_drop(out, rows, dest):
                 xs += [t0, min(t1, horizon)]
                 ys += [up, up]
             ax_link.plot(xs, ys, color="black", linestyle="--", linewidth=1.2, label="emulated uplink (trace)")
+        if trace and Path(trace).exists():
+            pts = read_trace(trace)
+            for (t0, up0, _), (t1, up1, _) in zip(pts, pts[1:]):
+                if max(up0, up1) > 2 * min(up0, up1) and t1 <= horizon:
+                    for ax in (ax_split, ax_link, ax_progress):
+                        ax.axvline(t1, color="dimgray", linestyle=":", linewidth=1.2)
+                    ax_link.annotate(f" uplink {up0:g} → {up1:g} Mbit/s", (t1, up1), fontsize=8, color="dimgray",
+                                     va="bottom")
         ax_link.set_ylabel("uplink, Mbit/s")
         ax_link.set_yscale("log")
+        ax_link.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax_link.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_link.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax_link.legend(fontsize=8, loc="upper right")
         ax_link.grid(True, which="both", alpha=0.3)
         for r in ordered(drows):

@@ -69,9 +69,12 @@ int trainerMain(Role role, int argc, char** argv) {
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   bool keep_serving = false;
+  bool resume = false;
   std::string endpoint_file;
   if (role == Role::kEdge) {
     cli.add_flag("--standalone", standalone, "Train the whole model in this process (the no-network baseline)");
+    cli.add_flag("--resume", resume,
+                 "Continue from the newest checkpoint the edge and the cloud both hold (checkpoint.dir)");
   } else {
     cli.add_flag("--keep-serving", keep_serving,
                  "Keep serving new edges after a run ends (default: exit when the last edge's run ends)");
@@ -114,7 +117,7 @@ int trainerMain(Role role, int argc, char** argv) {
       log::get(role == Role::kEdge ? "edge.metrics" : "cloud.metrics")->info("metrics at {}", metrics->url());
     }
     if (role == Role::kEdge) {
-      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"), metrics.get());
+      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"), metrics.get(), resume);
       const auto summary = edge.run(g_stop);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }

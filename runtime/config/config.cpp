@@ -409,6 +409,14 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.finish();
   }
   {
+    auto s = top.section("checkpoint");
+    s.readBool("enabled", c.checkpoint.enabled);
+    s.readString("dir", c.checkpoint.dir, false);
+    s.readInt<std::int64_t>("every_steps", c.checkpoint.every_steps, 0, std::int64_t{1} << 40);
+    s.readInt("keep", c.checkpoint.keep, 1, 1000);
+    s.finish();
+  }
+  {
     auto s = top.section("metrics");
     s.readInt("port", c.metrics.port, 0, 65535);
     s.readString("bind_address", c.metrics.bind_address, false);
@@ -424,6 +432,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
 
   // Defaults that depend on other keys.
   if (c.run.output_dir.empty()) c.run.output_dir = "runs/" + c.run.name;
+  if (c.checkpoint.dir.empty()) c.checkpoint.dir = c.run.output_dir + "/checkpoints";
   if (c.data.path.empty()) {
     if (c.data.dataset == "fashion_mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
     if (c.data.dataset == "cifar10") c.data.path = "data/cifar-10-batches-bin";

@@ -134,6 +134,13 @@ struct SecurityConfig {
   std::string authorized_keys;       // cloud: file listing the edge public keys it accepts
 };
 
+struct CheckpointConfig {
+  bool enabled = true;
+  std::string dir;          // default: <run.output_dir>/checkpoints
+  std::int64_t every_steps = 0;  // also every this many steps (0: at epoch ends only)
+  int keep = 3;
+};
+
 struct MetricsConfig {
   int port = 0;  // 0: off
   std::string bind_address = "127.0.0.1";
@@ -154,6 +161,7 @@ struct Config {
   SchedulerConfig scheduler;
   LinkConfig link;
   SecurityConfig security;
+  CheckpointConfig checkpoint;
   MetricsConfig metrics;
   LogConfig log;
 

@@ -3,7 +3,11 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <optional>
+#include <utility>
 #include <random>
 #include <unistd.h>
 
@@ -14,6 +18,8 @@
 #include "runtime/pipeline/migration.h"
 #include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
+
+#include <nlohmann/json.hpp>
 
 namespace tandem::pipeline {
 
@@ -49,6 +55,9 @@ struct CloudTrainer::Session {
   telemetry::RunSummary summary;
   telemetry::TrainerMetrics* metrics = nullptr;
   std::unique_ptr<telemetry::Progress> progress;
+  std::unique_ptr<checkpoint::CheckpointStore> checkpoints;
+  std::optional<RunningStats> resume_stats;  // a resumed epoch's statistics so far
+  double resume_seconds = 0.0;
 };
 
 namespace {
@@ -115,6 +124,25 @@ void CloudTrainer::onHello(Message& message) {
     throw WireError(ErrorCode::kUnexpected, "this edge already has a session; Hello is sent once");
   }
   auto model = std::make_unique<models::StageModel>(buildModel(config_));
+  // A resumed run continues from the newest checkpoint both sides hold.
+  std::unique_ptr<checkpoint::CheckpointStore> store;
+  std::optional<checkpoint::Checkpoint> resume_from;
+  if (config_.checkpoint.enabled) {
+    std::string run = hello.run_name;
+    for (auto& ch : run) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+    }
+    store = std::make_unique<checkpoint::CheckpointStore>(config_.checkpoint.dir + "/cloud/" + run,
+                                                          config_.checkpoint.keep);
+    if (hello.resume) {
+      const auto mine = store->validSteps();
+      for (auto it = mine.rbegin(); it != mine.rend() && !resume_from; ++it) {
+        if (std::find(hello.checkpoints.begin(), hello.checkpoints.end(), *it) != hello.checkpoints.end()) {
+          resume_from = store->load(*it);
+        }
+      }
+    }
+  }
   std::vector<std::string> differences;
   const auto differ = [&](const std::string& what, const std::string& edge, const std::string& cloud) {
     if (edge != cloud) differences.push_back(what + ": edge " + edge + ", cloud " + cloud);
@@ -124,7 +152,7 @@ void CloudTrainer::onHello(Message& message) {
     differ("architecture fingerprint (input shape or classes differ)", hello.fingerprint, model->fingerprint());
   }
   differ("stages", std::to_string(hello.num_stages), std::to_string(model->numStages()));
-  if (!config_.split.automatic) {
+  if (!config_.split.automatic && !resume_from && config_.scheduler.split_schedule.empty()) {
     differ("split point", std::to_string(hello.split_point), std::to_string(config_.split.point));
   }
   differ("batch size", std::to_string(hello.batch_size), std::to_string(config_.data.batch_size));
@@ -144,10 +172,27 @@ void CloudTrainer::onHello(Message& message) {
   s->id = randomSessionId();
   s->peer = message.peer;
   s->hello = hello;
-  s->split = static_cast<int>(hello.split_point);
+  s->split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
   s->stages = model->numStages();
   s->model = std::move(model);
   s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split, s->stages);
+  s->checkpoints = std::move(store);
+  if (resume_from) {
+    const auto& c = *resume_from;
+    restoreStages(StageState{c.tensors, c.optimizer_layout}, *s->model, *s->optimizer, s->split, s->stages, false);
+    s->next_step = c.step;
+    s->epoch = c.epoch - 1;  // the edge begins epoch c.epoch again
+    if (c.batch > 0) {
+      RunningStats stats;
+      stats.loss_sum = c.loss_sum;
+      stats.correct = c.correct;
+      stats.samples = c.samples;
+      stats.steps = c.steps;
+      s->resume_stats = stats;
+      s->resume_seconds = c.epoch_seconds;
+    }
+    s->summary.history = telemetry::historyFromJson(nlohmann::json::parse(c.extra).at("history").dump());
+  }
   s->start = Clock::now();
   s->bytes_up = message.wire_bytes;
   if (metrics_) {
@@ -167,14 +212,17 @@ void CloudTrainer::onHello(Message& message) {
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   body.cloud_name = host;
-  body.split_point = hello.split_point;
-  const auto state = s->model->state(0, s->split);
+  body.split_point = static_cast<std::uint32_t>(s->split);
+  body.resumed = resume_from.has_value();
+  body.resume_step = resume_from ? resume_from->step : 0;
+  const auto state = resume_from ? std::vector<torch::Tensor>{} : s->model->state(0, s->split);
   body.weight_tensors = static_cast<std::uint32_t>(state.size());
   body.cloud_profile = cloud_profile_;
   for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
-  log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs",
+  log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs{}",
              s->id, hello.edge_name, hello.run_name, hello.model, s->split, s->stages, hello.staleness, hello.replay,
-             hello.uplink_codec, hello.epochs);
+             hello.uplink_codec, hello.epochs,
+             resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
   Session* raw = s.get();
   sessions_[message.peer] = std::move(s);
   reply(raw, message.peer, std::move(welcome));
@@ -323,6 +371,40 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   reply(&s, s.peer, std::move(ack));
 }
 
+void CloudTrainer::onCheckpoint(Session& s, Message& message) {
+  const auto info = std::get<transport::CheckpointInfo>(message.body);
+  if (message.header.step != s.next_step) {
+    throw WireError(ErrorCode::kUnexpected, "checkpoint at step " + std::to_string(message.header.step) +
+                                                " but the cloud has applied " + std::to_string(s.next_step));
+  }
+  if (!s.checkpoints) throw WireError(ErrorCode::kUnexpected, "checkpoints are disabled on the cloud");
+  const bool epoch_end = info.batch == 0 && static_cast<int>(info.epoch) > s.epoch;
+  if (epoch_end) closeEpoch(s);  // records the finished epoch, evaluation included
+  const auto state = captureStages(*s.model, *s.optimizer, s.split, s.stages);
+  checkpoint::Checkpoint c;
+  c.role = "cloud";
+  c.run_name = s.hello.run_name;
+  c.step = s.next_step;
+  c.epoch = static_cast<int>(info.epoch);
+  c.batch = info.batch;
+  c.split = s.split;
+  c.staleness = s.staleness;
+  if (!epoch_end) {
+    c.loss_sum = s.train.loss_sum;
+    c.correct = s.train.correct;
+    c.samples = s.train.samples;
+    c.steps = s.train.steps;
+    c.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
+  }
+  c.optimizer_layout = state.optimizer_layout;
+  c.tensors = state.tensors;
+  c.extra = nlohmann::json{{"history", nlohmann::json::parse(telemetry::historyToJson(s.summary.history))}}.dump();
+  s.checkpoints->save(c);
+  Message ack(MessageType::kCheckpointAck, info);
+  ack.header.step = message.header.step;
+  reply(&s, s.peer, std::move(ack));
+}
+
 void CloudTrainer::closeEpoch(Session& s) {
   if (s.epoch < 0 || s.train.steps == 0) return;
   telemetry::EpochRecord record;
@@ -368,11 +450,16 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
   s.optimizer->setLearningRate(s.lr);
   s.epoch_open = true;
+  if (s.resume_stats) {
+    s.train = *s.resume_stats;
+    s.resume_stats.reset();
+  }
   char label[96];
   std::snprintf(label, sizeof label, "edge %s epoch %d/%u", s.hello.edge_name.c_str(), epoch + 1, s.hello.epochs);
   s.progress = std::make_unique<telemetry::Progress>(label, std::max<std::int64_t>(1, info.steps),
                                                      telemetry::Progress::stderrIsInteractive());
-  s.epoch_start = Clock::now();
+  s.epoch_start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(std::exchange(s.resume_seconds, 0.0)));
 }
 
 void CloudTrainer::onEpochEnd(Session& s, Message& message) {
@@ -450,6 +537,7 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kEpochEnd: onEpochEnd(*s, message); break;
       case MessageType::kProbe: onProbe(*s, message); break;
       case MessageType::kMigrate: onMigrate(*s, message); break;
+      case MessageType::kCheckpoint: onCheckpoint(*s, message); break;
       case MessageType::kShutdown: {
         const auto info = std::get<transport::ShutdownInfo>(message.body);
         reply(s, peer, Message(MessageType::kShutdownAck, std::monostate{}));

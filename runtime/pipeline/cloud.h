@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/checkpoint/checkpoint.h"
 #include "runtime/config/config.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
@@ -64,6 +65,7 @@ class CloudTrainer {
   void onEpochEnd(Session& s, transport::Message& message);
   void onProbe(Session& s, transport::Message& message);
   void onMigrate(Session& s, transport::Message& message);
+  void onCheckpoint(Session& s, transport::Message& message);
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, bool completed, const std::string& reason);
   void reply(Session* s, const std::string& peer, transport::Message message);

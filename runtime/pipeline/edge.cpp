@@ -12,6 +12,8 @@
 #include "runtime/optim/schedule.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
+
+#include <nlohmann/json.hpp>
 #include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
 
@@ -35,7 +37,7 @@ std::string edgeName() {
 }  // namespace
 
 EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
-                         telemetry::Metrics* metrics)
+                         telemetry::Metrics* metrics, bool resume)
     : config_(std::move(config)),
       log_(log::get("edge.pipeline")),
       transport_(std::move(transport)),
@@ -57,6 +59,11 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
     }
   }
   uplink_codec_ = config_.compression.uplink;
+  resume_requested_ = resume;
+  if (config_.checkpoint.enabled) {
+    checkpoints_ = std::make_unique<checkpoint::CheckpointStore>(config_.checkpoint.dir + "/edge", config_.checkpoint.keep);
+  }
+  if (resume && !checkpoints_) config::failAt(config_, "checkpoint.enabled", "--resume needs checkpoints enabled");
   if (metrics) {
     metrics_ = &metrics->forEdge(config_.run.name);
     metrics_->split_point->Set(split_);
@@ -151,6 +158,11 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   hello.uplink_codec = config_.compression.uplink;
   hello.downlink_codec = config_.compression.downlink;
   hello.epochs = static_cast<std::uint32_t>(config_.run.epochs);
+  if (resume_requested_) {
+    hello.resume = true;
+    hello.checkpoints = checkpoints_->validSteps();
+    log_->info("resuming: {} valid checkpoint(s) in {}", hello.checkpoints.size(), checkpoints_->directory());
+  }
   log_->info("connecting to the cloud at {} (model {}, split {}/{}, K {}, replay {}, uplink {}, downlink {})",
              transport_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness,
              config_.split.replay, hello.uplink_codec, hello.downlink_codec);
@@ -158,8 +170,37 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   auto welcome = await(MessageType::kWelcome, "a handshake reply", millis(config_.link.connect_timeout_s), stop);
   session_ = welcome.header.session;
   const auto& body = std::get<transport::Welcome>(welcome.body);
-  // Start from the cloud's initialisation of the edge's stages.
-  auto state = model_.state(0, split_);
+  if (body.resumed) {
+    const auto c = checkpoints_->load(body.resume_step);
+    if (c.split != static_cast<int>(body.split_point)) {
+      throw ProtocolError("checkpoint " + std::to_string(c.step) + " has split " + std::to_string(c.split) +
+                          " on the edge but " + std::to_string(body.split_point) + " on the cloud");
+    }
+    if (c.split != split_) {
+      split_ = c.split;
+      optimizer_ = std::make_unique<optim::StageOptimizers>(config_.optimizer, model_, 0, split_);
+    }
+    restoreStages(StageState{c.tensors, c.optimizer_layout}, model_, *optimizer_, 0, split_, false);
+    next_step_ = c.step;
+    updates_ = c.updates;
+    if (!c.codec.empty()) uplink_codec_ = c.codec;
+    ResumePoint r;
+    r.epoch = c.epoch;
+    r.batch = c.batch;
+    r.stats.loss_sum = c.loss_sum;
+    r.stats.correct = c.correct;
+    r.stats.samples = c.samples;
+    r.stats.steps = c.steps;
+    r.epoch_seconds = c.epoch_seconds;
+    r.history = telemetry::historyFromJson(nlohmann::json::parse(c.extra).at("history").dump());
+    resume_ = std::move(r);
+    log_->info("resumed from checkpoint at step {} (epoch {}, batch {}, split {})", c.step, c.epoch + 1, c.batch,
+               split_);
+  } else if (resume_requested_) {
+    log_->warn("no checkpoint in common with the cloud: starting from the beginning");
+  }
+  // Start from the cloud's initialisation of the edge's stages (none when resuming).
+  auto state = body.resumed ? std::vector<torch::Tensor>{} : model_.state(0, split_);
   if (body.weight_tensors != state.size() || welcome.header.tensors.size() != state.size()) {
     throw ProtocolError("the cloud sent " + std::to_string(welcome.header.tensors.size()) +
                         " weight tensors for the edge's stages, expected " + std::to_string(state.size()));
@@ -471,10 +512,11 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
 }
 
 void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, telemetry::RunSummary& summary,
-                             const std::atomic<bool>& stop) {
+                             std::int64_t first_batch, double seconds_before, const std::atomic<bool>& stop) {
+  const auto epoch_start = Clock::now();
   buffer_.setCapacity(static_cast<std::size_t>(staleness) + 1);
   model_.train(true);
-  train_loader_->startEpoch(epoch);
+  train_loader_->startEpoch(epoch, first_batch);
   char label[64];
   std::snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, config_.run.epochs);
   telemetry::Progress progress(label, train_loader_->batchesPerEpoch(), telemetry::Progress::stderrIsInteractive());
@@ -503,9 +545,15 @@ void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, tele
     return true;
   };
   const std::int64_t batches = train_loader_->batchesPerEpoch();
-  std::int64_t sent = 0;
+  std::int64_t sent = first_batch;
+  const auto every = config_.checkpoint.enabled ? config_.checkpoint.every_steps : 0;
+  const auto elapsed = [&] { return seconds_before + std::chrono::duration<double>(Clock::now() - epoch_start).count(); };
   while (auto batch = train_loader_->next()) {
     if (stop) break;
+    if (every > 0 && sent > first_batch && next_step_ % static_cast<std::uint64_t>(every) == 0) {
+      while (!buffer_.empty()) drainOne(true);
+      checkpoint(epoch, sent, stats, elapsed(), summary);
+    }
     // Apply at most one gradient that has already arrived per batch sent: draining them all
     // at once replays a convoy of batches while the uplink sits idle (the cost model's
     // simulation shows the interleaved loop is never slower).
@@ -522,6 +570,7 @@ void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, tele
   train_loader_->stop();
   while (!buffer_.empty()) drainOne(true);  // every update lands, also when stopping
   progress.finish();
+  if (stop && sent < batches) checkpoint(epoch, sent, stats, elapsed(), summary);  // resume continues here
   replay_stats_.peak_buffer = std::max(replay_stats_.peak_buffer, buffer_.peakSize());
 }
 
@@ -556,6 +605,40 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
   return stats;
 }
 
+void EdgeTrainer::checkpoint(int epoch, std::int64_t batch, const RunningStats& stats, double epoch_seconds,
+                             const telemetry::RunSummary& summary) {
+  if (!checkpoints_) return;
+  TANDEM_ENFORCE(buffer_.empty(), "checkpoint with batches in flight");
+  // The cloud writes first: a checkpoint only the cloud has is ignored when resuming.
+  Message m(MessageType::kCheckpoint, transport::CheckpointInfo{static_cast<std::uint32_t>(epoch), batch});
+  m.header.session = session_;
+  m.header.step = next_step_;
+  send(std::move(m));
+  std::atomic<bool> no_stop{false};
+  await(MessageType::kCheckpointAck, "a checkpoint acknowledgement", std::nullopt, no_stop);
+  const auto state = captureStages(model_, *optimizer_, 0, split_);
+  checkpoint::Checkpoint c;
+  c.role = "edge";
+  c.run_name = config_.run.name;
+  c.step = next_step_;
+  c.epoch = epoch;
+  c.batch = batch;
+  c.split = split_;
+  c.staleness = config_.split.stalenessAt(epoch);
+  c.codec = uplink_codec_;
+  c.updates = updates_;
+  c.loss_sum = stats.loss_sum;
+  c.correct = stats.correct;
+  c.samples = stats.samples;
+  c.steps = stats.steps;
+  c.epoch_seconds = epoch_seconds;
+  c.optimizer_layout = state.optimizer_layout;
+  c.tensors = state.tensors;
+  c.extra = nlohmann::json{{"history", nlohmann::json::parse(telemetry::historyToJson(summary.history))}}.dump();
+  const auto path = checkpoints_->save(c);
+  log_->debug("checkpoint {} (epoch {}, batch {})", path, epoch + 1, batch);
+}
+
 void EdgeTrainer::shutdown(bool completed, const std::string& reason) {
   try {
     Message message(MessageType::kShutdown, transport::ShutdownInfo{reason, completed});
@@ -583,8 +666,21 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   handshake(stop);
   log_->info("training: {} train / {} test samples, {} batches of {} per epoch", train_set_->size(),
              test_set_->size(), train_loader_->batchesPerEpoch(), config_.data.batch_size);
-  for (int epoch = 0; epoch < config_.run.epochs && !stop; ++epoch) {
+  int first_epoch = 0;
+  if (resume_) {
+    first_epoch = resume_->epoch;
+    summary.history = resume_->history;
+  }
+  for (int epoch = first_epoch; epoch < config_.run.epochs && !stop; ++epoch) {
     const auto epoch_start = Clock::now();
+    std::int64_t first_batch = 0;
+    double seconds_before = 0.0;
+    RunningStats train;
+    if (resume_ && epoch == resume_->epoch) {
+      first_batch = resume_->batch;
+      seconds_before = resume_->epoch_seconds;
+      train = resume_->stats;
+    }
     const auto up_before = bytes_up_;
     const auto down_before = bytes_down_;
     const int staleness = config_.split.stalenessAt(epoch);
@@ -600,9 +696,9 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     begin.header.epoch = static_cast<std::uint32_t>(epoch);
     send(std::move(begin));
 
-    RunningStats train;
-    trainEpoch(epoch, staleness, train, summary, stop);
-    const double train_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    trainEpoch(epoch, staleness, train, summary, first_batch, seconds_before, stop);
+    const double train_seconds =
+        seconds_before + std::chrono::duration<double>(Clock::now() - epoch_start).count();
     if (scheduler_) scheduler_->finish(static_cast<std::int64_t>(next_step_));
     Message end(MessageType::kEpochEnd, transport::EpochInfo{static_cast<std::uint32_t>(staleness), train.steps,
                                                              train.loss(), train.accuracy()});
@@ -635,6 +731,7 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     record.bytes_uplink = bytes_up_ - up_before;
     record.bytes_downlink = bytes_down_ - down_before;
     summary.history.push_back(record);
+    checkpoint(epoch + 1, 0, RunningStats{}, 0.0, summary);
     if (metrics_) {
       metrics_->epoch->Set(epoch + 1);
       metrics_->test_loss->Set(record.test_loss);

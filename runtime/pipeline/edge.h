@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "compression/error_feedback.h"
+#include "runtime/checkpoint/checkpoint.h"
 #include "runtime/config/config.h"
 #include "runtime/data/loader.h"
 #include "runtime/models/stage_model.h"
@@ -56,8 +57,10 @@ struct ReplayStats {
 class EdgeTrainer {
  public:
   // `metrics` (optional) must outlive the trainer.
+  // With `resume`, continues from the newest checkpoint both sides hold (negotiated in
+  // the handshake); without a common one it starts afresh.
   EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
-              telemetry::Metrics* metrics = nullptr);
+              telemetry::Metrics* metrics = nullptr, bool resume = false);
   ~EdgeTrainer();
 
   // Handshake, run.epochs epochs of training and evaluation, orderly shutdown; writes
@@ -78,7 +81,11 @@ class EdgeTrainer {
  private:
   void handshake(const std::atomic<bool>& stop);
   void trainEpoch(int epoch, int staleness, RunningStats& stats, telemetry::RunSummary& summary,
-                  const std::atomic<bool>& stop);
+                  std::int64_t first_batch, double seconds_before, const std::atomic<bool>& stop);
+  // Drains nothing itself: the replay buffer must be empty. Asks the cloud to checkpoint at
+  // the current step, then writes the edge's own checkpoint.
+  void checkpoint(int epoch, std::int64_t batch, const RunningStats& stats, double epoch_seconds,
+                  const telemetry::RunSummary& summary);
   // Pings the cloud (RTT, clock offset) and, with `bandwidth`, sends probes of growing
   // size both ways. Only while nothing is in flight.
   void probe(bool bandwidth, const std::atomic<bool>& stop);
@@ -125,6 +132,17 @@ class EdgeTrainer {
   double pipeline_down_bytes_ = 0.0;
   std::int64_t pipeline_steps_ = 0;
   std::chrono::steady_clock::time_point started_;
+  bool resume_requested_ = false;
+  std::unique_ptr<checkpoint::CheckpointStore> checkpoints_;
+  // Where a resumed run continues.
+  struct ResumePoint {
+    int epoch = 0;
+    std::int64_t batch = 0;
+    RunningStats stats;
+    double epoch_seconds = 0.0;
+    std::vector<telemetry::EpochRecord> history;
+  };
+  std::optional<ResumePoint> resume_;
 
   std::uint64_t session_ = 0;
   std::uint64_t next_step_ = 0;

@@ -10,54 +10,47 @@ using transport::ErrorCode;
 using transport::MigrateInfo;
 using transport::WireError;
 
-void packStages(transport::Message& message, models::StageModel& model, optim::StageOptimizers& optimizer, int first,
-                int last) {
-  auto& info = std::get<MigrateInfo>(message.body);
-  info.optimizer_layout.clear();
-  for (const auto& t : model.state(first, last)) addFrame(message, transport::rawFrame(t));
+StageState captureStages(const models::StageModel& model, const optim::StageOptimizers& optimizer, int first,
+                         int last) {
+  StageState out;
+  for (const auto& t : model.state(first, last)) out.tensors.push_back(t.detach().clone());
   for (int s = first; s < last; ++s) {
     for (const auto& entry : optimizer.exportState(s)) {
-      info.optimizer_layout.push_back(static_cast<std::uint32_t>(entry.size()));
-      for (const auto& t : entry) addFrame(message, transport::rawFrame(t));
+      out.optimizer_layout.push_back(static_cast<std::uint32_t>(entry.size()));
+      for (const auto& t : entry) out.tensors.push_back(t);
     }
-    optimizer.removeStage(s);
   }
+  return out;
 }
 
-void unpackStages(transport::Message& message, models::StageModel& model, optim::StageOptimizers& optimizer, int first,
-                  int last, transport::CodecCache& codecs) {
-  const auto& info = std::get<MigrateInfo>(message.body);
-  const auto fail = [](const std::string& why) { throw WireError(ErrorCode::kInvalidTensor, "migration: " + why); };
+void restoreStages(const StageState& in, models::StageModel& model, optim::StageOptimizers& optimizer, int first,
+                   int last, bool add_to_optimizer) {
+  const auto fail = [](const std::string& why) { throw WireError(ErrorCode::kInvalidTensor, "stage state: " + why); };
   auto state = model.state(first, last);
   const auto params = model.parameters(first, last);
-  if (info.optimizer_layout.size() != params.size()) {
-    fail("optimizer layout for " + std::to_string(info.optimizer_layout.size()) + " parameters, stages " +
+  if (in.optimizer_layout.size() != params.size()) {
+    fail("optimizer layout for " + std::to_string(in.optimizer_layout.size()) + " parameters, stages " +
          std::to_string(first) + ".." + std::to_string(last - 1) + " have " + std::to_string(params.size()));
   }
   std::size_t expected = state.size();
-  for (auto n : info.optimizer_layout) {
+  for (auto n : in.optimizer_layout) {
     if (n > 3) fail("more than 3 optimizer tensors for one parameter");
     expected += n;
   }
-  if (message.header.tensors.size() != expected) {
-    fail(std::to_string(message.header.tensors.size()) + " tensors, expected " + std::to_string(expected));
+  if (in.tensors.size() != expected) {
+    fail(std::to_string(in.tensors.size()) + " tensors, expected " + std::to_string(expected));
   }
-  // Check every shape before changing anything.
+  // Check every weight before changing anything (optimizer tensors are checked by
+  // importState against their parameter).
   for (std::size_t i = 0; i < state.size(); ++i) {
-    const auto& meta = message.header.tensors[i];
-    if (meta.shape != state[i].sizes().vec() || meta.dtype != transport::toWire(state[i].scalar_type()) ||
-        meta.codec != transport::kRawCodec) {
-      fail("tensor " + std::to_string(i) + " is " + shapeString(meta.shape) + ", expected " +
+    if (in.tensors[i].sizes() != state[i].sizes() || in.tensors[i].scalar_type() != state[i].scalar_type()) {
+      fail("tensor " + std::to_string(i) + " is " + shapeString(in.tensors[i].sizes().vec()) + ", expected " +
            shapeString(state[i].sizes().vec()));
     }
   }
-  std::vector<torch::Tensor> received;
-  for (std::size_t i = 0; i < expected; ++i) {
-    received.push_back(transport::frameToTensor(message.header.tensors[i], std::move(message.payloads[i]), codecs));
-  }
   {
     torch::NoGradGuard no_grad;
-    for (std::size_t i = 0; i < state.size(); ++i) state[i].copy_(received[i]);
+    for (std::size_t i = 0; i < state.size(); ++i) state[i].copy_(in.tensors[i]);
   }
   std::size_t next = state.size();
   std::size_t param = 0;
@@ -66,17 +59,38 @@ void unpackStages(transport::Message& message, models::StageModel& model, optim:
     std::vector<std::vector<torch::Tensor>> stage_state;
     for (std::size_t k = 0; k < stage_params.size(); ++k, ++param) {
       std::vector<torch::Tensor> entry;
-      for (std::uint32_t j = 0; j < info.optimizer_layout[param]; ++j) entry.push_back(received[next++]);
+      for (std::uint32_t j = 0; j < in.optimizer_layout[param]; ++j) entry.push_back(in.tensors[next++]);
       stage_state.push_back(std::move(entry));
     }
-    optimizer.addStage(s);
+    if (add_to_optimizer) optimizer.addStage(s);
     try {
       optimizer.importState(s, stage_state);
     } catch (const InvariantError& e) {
-      optimizer.removeStage(s);
+      if (add_to_optimizer) optimizer.removeStage(s);
       fail(std::string("optimizer state of stage ") + std::to_string(s) + ": " + e.what());
     }
   }
+}
+
+void packStages(transport::Message& message, models::StageModel& model, optim::StageOptimizers& optimizer, int first,
+                int last) {
+  auto state = captureStages(model, optimizer, first, last);
+  std::get<MigrateInfo>(message.body).optimizer_layout = state.optimizer_layout;
+  for (const auto& t : state.tensors) addFrame(message, transport::rawFrame(t));
+  for (int s = first; s < last; ++s) optimizer.removeStage(s);
+}
+
+void unpackStages(transport::Message& message, models::StageModel& model, optim::StageOptimizers& optimizer, int first,
+                  int last, transport::CodecCache& codecs) {
+  StageState state;
+  state.optimizer_layout = std::get<MigrateInfo>(message.body).optimizer_layout;
+  for (std::size_t i = 0; i < message.header.tensors.size(); ++i) {
+    if (message.header.tensors[i].codec != transport::kRawCodec) {
+      throw WireError(ErrorCode::kInvalidTensor, "migration tensors travel raw");
+    }
+    state.tensors.push_back(transport::frameToTensor(message.header.tensors[i], std::move(message.payloads[i]), codecs));
+  }
+  restoreStages(state, model, optimizer, first, last, true);
 }
 
 }  // namespace tandem::pipeline

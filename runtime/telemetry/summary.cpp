@@ -42,26 +42,65 @@ std::vector<int> RunSummary::staleness() const {
   return out;
 }
 
+namespace {
+
+nlohmann::json recordJson(const EpochRecord& e) {
+  return {{"epoch", e.epoch},
+          {"learning_rate", e.learning_rate},
+          {"train_loss", e.train_loss},
+          {"train_accuracy", e.train_accuracy},
+          {"test_loss", e.test_loss},
+          {"test_accuracy", e.test_accuracy},
+          {"train_samples", e.train_samples},
+          {"steps", e.steps},
+          {"train_seconds", e.train_seconds},
+          {"epoch_seconds", e.epoch_seconds},
+          {"samples_per_second", e.samplesPerSecond()},
+          {"split_point", e.split_point},
+          {"staleness", e.staleness},
+          {"bytes_uplink", e.bytes_uplink},
+          {"bytes_downlink", e.bytes_downlink}};
+}
+
+}  // namespace
+
+std::string historyToJson(const std::vector<EpochRecord>& history) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : history) out.push_back(recordJson(e));
+  return out.dump();
+}
+
+std::vector<EpochRecord> historyFromJson(const std::string& text) {
+  std::vector<EpochRecord> out;
+  try {
+    for (const auto& j : nlohmann::json::parse(text)) {
+      EpochRecord e;
+      e.epoch = j.at("epoch");
+      e.learning_rate = j.at("learning_rate");
+      e.train_loss = j.at("train_loss");
+      e.train_accuracy = j.at("train_accuracy");
+      e.test_loss = j.at("test_loss");
+      e.test_accuracy = j.at("test_accuracy");
+      e.train_samples = j.at("train_samples");
+      e.steps = j.at("steps");
+      e.train_seconds = j.at("train_seconds");
+      e.epoch_seconds = j.at("epoch_seconds");
+      e.split_point = j.at("split_point");
+      e.staleness = j.at("staleness");
+      e.bytes_uplink = j.at("bytes_uplink");
+      e.bytes_downlink = j.at("bytes_downlink");
+      out.push_back(e);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("malformed epoch history: ") + e.what());
+  }
+  return out;
+}
+
 std::string toJson(const RunSummary& s) {
   using nlohmann::json;
   json epochs = json::array();
-  for (const auto& e : s.history) {
-    epochs.push_back({{"epoch", e.epoch},
-                      {"learning_rate", e.learning_rate},
-                      {"train_loss", e.train_loss},
-                      {"train_accuracy", e.train_accuracy},
-                      {"test_loss", e.test_loss},
-                      {"test_accuracy", e.test_accuracy},
-                      {"train_samples", e.train_samples},
-                      {"steps", e.steps},
-                      {"train_seconds", e.train_seconds},
-                      {"epoch_seconds", e.epoch_seconds},
-                      {"samples_per_second", e.samplesPerSecond()},
-                      {"split_point", e.split_point},
-                      {"staleness", e.staleness},
-                      {"bytes_uplink", e.bytes_uplink},
-                      {"bytes_downlink", e.bytes_downlink}});
-  }
+  for (const auto& e : s.history) epochs.push_back(recordJson(e));
   json repartitions = json::array();
   for (const auto& r : s.repartitions) {
     repartitions.push_back({{"epoch", r.epoch}, {"step", r.step}, {"from", r.from}, {"to", r.to}, {"codec", r.codec},

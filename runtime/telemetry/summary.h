@@ -75,6 +75,10 @@ struct RunSummary {
   std::vector<int> staleness() const;     // K, one per epoch
 };
 
+// Epoch records as a JSON array and back (checkpoints carry the history so far).
+std::string historyToJson(const std::vector<EpochRecord>& history);
+std::vector<EpochRecord> historyFromJson(const std::string& text);
+
 // The summary as JSON text (pretty-printed).
 std::string toJson(const RunSummary& summary);
 

@@ -49,6 +49,11 @@ class Reader {
     out.resize(n);
     for (auto& v : out) archive_(v);
   }
+  void uint64s(std::vector<std::uint64_t>& out, const char* what) {
+    const std::size_t n = count(limits_.max_tensors, 8, what);
+    out.resize(n);
+    for (auto& v : out) archive_(v);
+  }
 
   std::size_t count(std::uint64_t limit, std::size_t min_element_bytes, const char* what) {
     cereal::size_type n = 0;
@@ -105,6 +110,8 @@ void visitBody(MessageType type, Visitor&& v) {
     case MessageType::kProbeReply: v(ProbeInfo{}); break;
     case MessageType::kMigrate:
     case MessageType::kMigrateAck: v(MigrateInfo{}); break;
+    case MessageType::kCheckpoint:
+    case MessageType::kCheckpointAck: v(CheckpointInfo{}); break;
     default: v(std::monostate{}); break;
   }
 }
@@ -124,6 +131,8 @@ void fields(IO& io, Hello& h) {
   io.string(h.uplink_codec, "hello.uplink_codec");
   io.string(h.downlink_codec, "hello.downlink_codec");
   io.pod(h.epochs);
+  io.pod(h.resume);
+  io.uint64s(h.checkpoints, "hello.checkpoints");
 }
 template <typename IO>
 void fields(IO& io, Welcome& w) {
@@ -131,6 +140,13 @@ void fields(IO& io, Welcome& w) {
   io.pod(w.split_point);
   io.pod(w.weight_tensors);
   io.string(w.cloud_profile, "welcome.cloud_profile");
+  io.pod(w.resumed);
+  io.pod(w.resume_step);
+}
+template <typename IO>
+void fields(IO& io, CheckpointInfo& c) {
+  io.pod(c.epoch);
+  io.pod(c.batch);
 }
 template <typename IO>
 void fields(IO& io, StepResult& r) {
@@ -189,6 +205,10 @@ struct WriterAdapter {
     w.count(v.size());
     for (auto x : v) w.pod(x);
   }
+  void uint64s(std::vector<std::uint64_t>& v, const char*) {
+    w.count(v.size());
+    for (auto x : v) w.pod(x);
+  }
 };
 
 }  // namespace
@@ -212,11 +232,13 @@ const char* messageTypeName(MessageType type) {
     case MessageType::kProbeReply: return "ProbeReply";
     case MessageType::kMigrate: return "Migrate";
     case MessageType::kMigrateAck: return "MigrateAck";
+    case MessageType::kCheckpoint: return "Checkpoint";
+    case MessageType::kCheckpointAck: return "CheckpointAck";
   }
   return "Unknown";
 }
 
-bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 17; }
+bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 19; }
 
 std::size_t dtypeSize(DType dtype) {
   switch (dtype) {

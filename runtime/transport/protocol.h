@@ -39,6 +39,8 @@ enum class MessageType : std::uint8_t {
   kProbeReply = 15,      // cloud → edge: ProbeInfo with the cloud's times; optional payload
   kMigrate = 16,         // edge → cloud: MigrateInfo; tensors of stages moving to the cloud
   kMigrateAck = 17,      // cloud → edge: MigrateInfo; tensors of stages moving to the edge
+  kCheckpoint = 18,      // edge → cloud: CheckpointInfo; write a checkpoint at header.step
+  kCheckpointAck = 19,   // cloud → edge: CheckpointInfo; written
 };
 const char* messageTypeName(MessageType type);
 bool isKnownMessageType(std::uint8_t raw);
@@ -83,6 +85,8 @@ struct Hello {
   std::string uplink_codec;
   std::string downlink_codec;
   std::uint32_t epochs = 0;
+  bool resume = false;                     // continue from a checkpoint both sides hold
+  std::vector<std::uint64_t> checkpoints;  // steps of the edge's valid checkpoints
 };
 
 struct Welcome {
@@ -90,6 +94,13 @@ struct Welcome {
   std::uint32_t split_point = 0;
   std::uint32_t weight_tensors = 0;  // the first tensors: stages [0, split) parameters then buffers
   std::string cloud_profile;         // JSON of the cloud's per-stage compute times; empty if not profiled
+  bool resumed = false;              // both sides continue from the checkpoint at resume_step
+  std::uint64_t resume_step = 0;
+};
+
+struct CheckpointInfo {
+  std::uint32_t epoch = 0;  // the epoch to continue after this checkpoint
+  std::int64_t batch = 0;   // its first batch not yet trained
 };
 
 struct StepResult {
@@ -152,7 +163,7 @@ struct ErrorInfo {
 };
 
 using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo, ProbeInfo,
-                          MigrateInfo>;
+                          MigrateInfo, CheckpointInfo>;
 
 // Size limits enforced while decoding, before any allocation.
 struct Limits {

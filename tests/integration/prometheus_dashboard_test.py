@@ -374,6 +374,7 @@ link:
   connect_timeout_s: 20
   peer_timeout_s: 15
   emulate: {{uplink_mbps: {uplink}, downlink_mbps: {downlink}, rtt_ms: 20}}
+security: {{mode: plaintext}}  # loopback only
 """
 
 
