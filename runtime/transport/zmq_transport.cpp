@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "runtime/common/log.h"
+#include "runtime/transport/message_parser.h"
 
 namespace tandem::transport {
 namespace {
@@ -380,30 +381,21 @@ void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
   }
   DecodedHeader decoded;
   try {
-    decoded = decodeHeaderFrame(frames[first].data(), frames[first].size(), options_.limits);
+    std::vector<FrameView> views;
+    for (std::size_t i = first; i < frames.size(); ++i) views.push_back({frames[i].data(), frames[i].size()});
+    decoded = parseFrames(views, options_.limits);
   } catch (const WireError& e) {
-    reject(socket, peer_id, e.code(), e.what(), MessageType::kHeartbeat);
+    // A header that decoded names the message type, so an Error never answers an Error.
+    MessageType type = MessageType::kHeartbeat;
+    try {
+      type = decodeHeaderFrame(frames[first].data(), frames[first].size(), options_.limits).header.type;
+    } catch (const WireError&) {
+    }
+    reject(socket, peer_id, e.code(), e.what(), type);
     return;
   }
   const Header& h = decoded.header;
   const std::size_t payloads = frames.size() - first - 1;
-  if (payloads != h.tensors.size()) {
-    reject(socket, peer_id, ErrorCode::kInvalidTensor,
-           std::string(messageTypeName(h.type)) + " declares " + std::to_string(h.tensors.size()) + " tensors but has " +
-               std::to_string(payloads) + " payload frames",
-           h.type);
-    return;
-  }
-  for (std::size_t i = 0; i < payloads; ++i) {
-    const auto size = frames[first + 1 + i].size();
-    if (size != h.tensors[i].bytes) {
-      reject(socket, peer_id, ErrorCode::kInvalidTensor,
-             std::string(messageTypeName(h.type)) + " tensor " + std::to_string(i) + " declares " +
-                 std::to_string(h.tensors[i].bytes) + " bytes but its frame has " + std::to_string(size),
-             h.type);
-      return;
-    }
-  }
   if (h.sequence != peer.next_in) {
     const auto expected = peer.next_in;
     peer.next_in = h.sequence + 1;  // resynchronise: one gap is one rejection
