@@ -290,7 +290,8 @@ def make_row(profile_name, model, link, configuration, result, plan, out):
     if result["status"] == "timeout":
         planned = plan["epochs"] * plan["batches"] * batch_size
         notes.append(f"timeout after {plan['timeout']:.0f} s with {len(history)}/{plan['epochs']} epochs done "
-                     f"(so below {planned / plan['timeout']:.1f} samples/s overall)")
+                     f"(end to end, startup and evaluation included, slower than the "
+                     f"{planned / plan['timeout']:.1f} samples/s that finish in time)")
     elif result["status"] == "failed":
         notes.append(" ".join(result["error"].split())[-300:])
     row["note"] = "; ".join(notes)

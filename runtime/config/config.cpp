@@ -149,6 +149,23 @@ class Section {
     }
   }
 
+  // A list of [start, duration] pairs of non-negative seconds.
+  void readPairList(const std::string& key, std::vector<std::pair<double, double>>& out) {
+    YAML::Node n = lookup(key);
+    if (!n.IsDefined()) return;
+    if (!n.IsSequence()) typeError(key, n, "a list of [start_s, duration_s] pairs");
+    out.clear();
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node p = n[i];
+      double a = 0, b = 0;
+      if (!p.IsSequence() || p.size() != 2 || !YAML::convert<double>::decode(p[0], a) ||
+          !YAML::convert<double>::decode(p[1], b) || !(a >= 0) || !(b > 0)) {
+        typeError(key, p, "a [start_s, duration_s] pair with start >= 0 and duration > 0");
+      }
+      out.emplace_back(a, b);
+    }
+  }
+
   // A mapping of integer keys to integer values, e.g. `{0: 0, 3: 4}`.
   void readIntMap(const std::string& key, std::map<int, int>& out, int key_min, int key_max,
                   int value_min, int value_max) {
@@ -386,6 +403,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readDouble("heartbeat_interval_s", c.link.heartbeat_interval_s, 0.0, 3600.0, true);
     s.readDouble("peer_timeout_s", c.link.peer_timeout_s, 0.0, 86400.0, true);
     s.readDouble("accept_timeout_s", c.link.accept_timeout_s, 0.0, 1e7);
+    s.readDouble("reconnect_grace_s", c.link.reconnect_grace_s, 0.0, 86400.0);
     s.readDouble("max_message_mb", c.link.max_message_mb, 0.0, 65536.0, true);
     if (c.link.peer_timeout_s <= c.link.heartbeat_interval_s) {
       s.valueError("peer_timeout_s", s.raw("peer_timeout_s"),
@@ -397,6 +415,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     e.readDouble("downlink_mbps", c.link.emulate.downlink_mbps, 0.0, 1e6);
     e.readDouble("rtt_ms", c.link.emulate.rtt_ms, 0.0, 1e6);
     e.readString("trace", c.link.emulate.trace, false);
+    e.readPairList("outages", c.link.emulate.outages);
     e.finish();
     s.finish();
   }

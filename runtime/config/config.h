@@ -110,6 +110,9 @@ struct EmulateConfig {
   double downlink_mbps = 0.0;
   double rtt_ms = 0.0;
   std::string trace;  // CSV: time → uplink/downlink Mbit/s
+  // Outages: [start_s, duration_s] pairs (from each trainer's start) during which the link
+  // drops every message, heartbeats included.
+  std::vector<std::pair<double, double>> outages;
 
   bool active() const { return uplink_mbps > 0 || downlink_mbps > 0 || rtt_ms > 0 || !trace.empty(); }
 };
@@ -120,6 +123,7 @@ struct LinkConfig {
   double heartbeat_interval_s = 1.0;
   double peer_timeout_s = 15.0;      // peer considered gone after this much silence
   double accept_timeout_s = 0.0;     // cloud: give up if no edge arrives by then; 0: wait forever
+  double reconnect_grace_s = 30.0;   // a silent peer is given this long after peer_timeout_s to come back
   double max_message_mb = 256.0;     // largest tensor accepted from the network
   EmulateConfig emulate;
 };

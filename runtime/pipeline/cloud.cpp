@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <limits>
+#include <map>
 #include <optional>
 #include <utility>
 #include <random>
@@ -58,6 +60,15 @@ struct CloudTrainer::Session {
   std::unique_ptr<checkpoint::CheckpointStore> checkpoints;
   std::optional<RunningStats> resume_stats;  // a resumed epoch's statistics so far
   double resume_seconds = 0.0;
+  // Replies kept to send again after a link outage (requests are idempotent by step).
+  std::map<std::uint64_t, Message> replies;       // recent Gradients, by step
+  std::map<std::uint64_t, Message> eval_replies;  // this epoch's EvalResults, by step
+  std::optional<Message> epoch_ack;
+  std::optional<Message> checkpoint_ack;
+  std::optional<Message> migrate_ack;
+  std::uint64_t checkpoint_step = std::numeric_limits<std::uint64_t>::max();
+  std::pair<int, int> last_migration{-1, -1};
+  int max_staleness = 0;
 };
 
 namespace {
@@ -196,7 +207,7 @@ void CloudTrainer::onHello(Message& message) {
   s->start = Clock::now();
   s->bytes_up = message.wire_bytes;
   if (metrics_) {
-    s->metrics = &metrics_->forEdge(hello.edge_name);
+    s->metrics = &metrics_->forEdge(hello.run_name);  // the label the edge gives itself
     s->metrics->split_point->Set(s->split);
     s->metrics->setCodec(hello.uplink_codec);
   }
@@ -228,8 +239,55 @@ void CloudTrainer::onHello(Message& message) {
   reply(raw, message.peer, std::move(welcome));
 }
 
+void CloudTrainer::resendCached(Session& s, const Message* cached, const char* what, std::uint64_t step) {
+  if (cached == nullptr) {
+    log_->debug("session {:016x}: duplicate {} {} with nothing cached", s.id, what, step);
+    return;
+  }
+  reply(&s, s.peer, transport::copyMessage(const_cast<Message&>(*cached)));
+}
+
+void CloudTrainer::sendResync(Session& s) {
+  transport::ResyncInfo info;
+  info.next_step = s.next_step;
+  info.epoch = static_cast<std::uint32_t>(std::max(0, s.epoch));
+  info.epoch_open = s.epoch_open;
+  reply(&s, s.peer, Message(MessageType::kResyncReply, info));
+}
+
+void CloudTrainer::onResync(Session& s, Message& message) {
+  const auto info = std::get<transport::ResyncInfo>(message.body);
+  std::size_t resent = 0;
+  for (auto& [step, cached] : s.replies) {
+    if (step >= info.oldest_step && step < s.next_step) {
+      reply(&s, s.peer, transport::copyMessage(cached));
+      ++resent;
+    }
+  }
+  log_->info("session {:016x}: resync, at step {} (edge sent up to {}); re-sent {} gradient(s)", s.id, s.next_step,
+             info.next_step, resent);
+  sendResync(s);
+}
+
 void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   const std::int64_t max_batch = train ? config_.data.batch_size : config_.data.test_batch_size;
+  // After lost messages a step may come twice (answer from the cache) or early (tell the
+  // edge where we stand); each batch's update is applied exactly once.
+  if (train && message.header.step < s.next_step) {
+    auto it = s.replies.find(message.header.step);
+    resendCached(s, it == s.replies.end() ? nullptr : &it->second, "training step", message.header.step);
+    return;
+  }
+  if (train && message.header.step > s.next_step) {
+    log_->warn("session {:016x}: step {} arrived, expected {}: asking the edge to resend", s.id, message.header.step,
+               s.next_step);
+    sendResync(s);
+    return;
+  }
+  if (!train && s.eval_replies.count(message.header.step)) {
+    resendCached(s, &s.eval_replies.at(message.header.step), "evaluation step", message.header.step);
+    return;
+  }
   expectTensorCount(message, 2);
   const auto& boundary = s.model->boundaryShapes()[static_cast<std::size_t>(s.split)];
   const auto batch = expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, max_batch, "activation");
@@ -263,6 +321,8 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     Message result(MessageType::kEvalResult, transport::StepResult{loss, correct, batch, message.received_at, 0.0});
     result.header.epoch = message.header.epoch;
     result.header.step = message.header.step;
+    result.header.session = s.id;
+    s.eval_replies[message.header.step] = transport::copyMessage(result);
     reply(&s, s.peer, std::move(result));
     return;
   }
@@ -311,6 +371,10 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     TrainerMetricsAdvance(m, s);
     if (s.next_step % 16 == 1) telemetry::updateProcessMetrics(m);
   }
+  result.header.session = s.id;
+  s.replies[message.header.step] = transport::copyMessage(result);
+  const std::size_t keep = static_cast<std::size_t>(2 * (s.max_staleness + 2));
+  while (s.replies.size() > keep) s.replies.erase(s.replies.begin());
   reply(&s, s.peer, std::move(result));
 }
 
@@ -338,6 +402,10 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   const auto info = std::get<transport::MigrateInfo>(message.body);
   const int from = static_cast<int>(info.from);
   const int to = static_cast<int>(info.to);
+  if (s.last_migration == std::make_pair(from, to) && s.split == to && s.migrate_ack) {
+    resendCached(s, &*s.migrate_ack, "migration", message.header.step);
+    return;
+  }
   if (from != s.split) {
     throw WireError(ErrorCode::kUnexpected, "migration from split " + std::to_string(from) + " but the split is " +
                                                 std::to_string(s.split));
@@ -362,17 +430,25 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   }
   log_->info("session {:016x}: split {} → {} (uplink {})", s.id, from, to, info.codec);
   s.split = to;
+  s.last_migration = {from, to};
+  s.replies.clear();  // gradients of the old split are never asked for again (the edge drained)
   if (s.metrics) {
     s.metrics->repartitions->Increment();
     s.metrics->split_point->Set(to);
     s.metrics->setCodec(info.codec);
   }
   ack.header.epoch = message.header.epoch;
+  ack.header.session = s.id;
+  s.migrate_ack = transport::copyMessage(ack);
   reply(&s, s.peer, std::move(ack));
 }
 
 void CloudTrainer::onCheckpoint(Session& s, Message& message) {
   const auto info = std::get<transport::CheckpointInfo>(message.body);
+  if (message.header.step == s.checkpoint_step && s.checkpoint_ack) {
+    resendCached(s, &*s.checkpoint_ack, "checkpoint", message.header.step);
+    return;
+  }
   if (message.header.step != s.next_step) {
     throw WireError(ErrorCode::kUnexpected, "checkpoint at step " + std::to_string(message.header.step) +
                                                 " but the cloud has applied " + std::to_string(s.next_step));
@@ -402,6 +478,9 @@ void CloudTrainer::onCheckpoint(Session& s, Message& message) {
   s.checkpoints->save(c);
   Message ack(MessageType::kCheckpointAck, info);
   ack.header.step = message.header.step;
+  ack.header.session = s.id;
+  s.checkpoint_step = message.header.step;
+  s.checkpoint_ack = transport::copyMessage(ack);
   reply(&s, s.peer, std::move(ack));
 }
 
@@ -441,12 +520,15 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   closeEpoch(s);
   const auto& info = std::get<transport::EpochInfo>(message.body);
   const int epoch = static_cast<int>(message.header.epoch);
+  if (epoch == s.epoch) return;  // sent again after a link outage
   if (epoch <= s.epoch || epoch >= static_cast<int>(s.hello.epochs)) {
     throw WireError(ErrorCode::kUnexpected, "epoch " + std::to_string(epoch) + " after epoch " + std::to_string(s.epoch) +
                                                 " of " + std::to_string(s.hello.epochs));
   }
   s.epoch = epoch;
   s.staleness = static_cast<int>(info.staleness);
+  s.max_staleness = std::max(s.max_staleness, s.staleness);
+  s.eval_replies.clear();
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
   s.optimizer->setLearningRate(s.lr);
   s.epoch_open = true;
@@ -463,6 +545,10 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
 }
 
 void CloudTrainer::onEpochEnd(Session& s, Message& message) {
+  if (!s.epoch_open && static_cast<int>(message.header.epoch) == s.epoch && s.epoch_ack) {
+    resendCached(s, &*s.epoch_ack, "end of epoch", message.header.epoch);
+    return;
+  }
   if (!s.epoch_open || static_cast<int>(message.header.epoch) != s.epoch) {
     throw WireError(ErrorCode::kUnexpected, "EpochEnd for epoch " + std::to_string(message.header.epoch) +
                                                 " which is not in progress");
@@ -474,6 +560,8 @@ void CloudTrainer::onEpochEnd(Session& s, Message& message) {
   Message ack(MessageType::kEpochAck, transport::EpochInfo{static_cast<std::uint32_t>(s.staleness), s.train.steps,
                                                            s.train.loss(), s.train.accuracy()});
   ack.header.epoch = message.header.epoch;
+  ack.header.session = s.id;
+  s.epoch_ack = transport::copyMessage(ack);
   reply(&s, s.peer, std::move(ack));
 }
 
@@ -503,6 +591,10 @@ void CloudTrainer::handle(Message& message) {
   const std::string peer = message.peer;
   auto it = sessions_.find(peer);
   Session* s = it == sessions_.end() ? nullptr : it->second.get();
+  if (message.link_trouble) {
+    if (s) sendResync(*s);  // messages from this edge were lost: tell it where we stand
+    return;
+  }
   if (message.peer_lost) {
     if (s) {
       log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s->hello.edge_name,
@@ -538,6 +630,7 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kProbe: onProbe(*s, message); break;
       case MessageType::kMigrate: onMigrate(*s, message); break;
       case MessageType::kCheckpoint: onCheckpoint(*s, message); break;
+      case MessageType::kResync: onResync(*s, message); break;
       case MessageType::kShutdown: {
         const auto info = std::get<transport::ShutdownInfo>(message.body);
         reply(s, peer, Message(MessageType::kShutdownAck, std::monostate{}));

@@ -66,6 +66,9 @@ class CloudTrainer {
   void onProbe(Session& s, transport::Message& message);
   void onMigrate(Session& s, transport::Message& message);
   void onCheckpoint(Session& s, transport::Message& message);
+  void onResync(Session& s, transport::Message& message);
+  void sendResync(Session& s);
+  void resendCached(Session& s, const transport::Message* cached, const char* what, std::uint64_t step);
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, bool completed, const std::string& reason);
   void reply(Session* s, const std::string& peer, transport::Message message);

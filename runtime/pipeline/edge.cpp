@@ -107,9 +107,8 @@ Message EdgeTrainer::await(MessageType expected, const char* waiting_for,
   const auto start = Clock::now();
   auto next_notice = start + std::chrono::seconds(5);
   while (true) {
-    auto message = transport_->receive(std::chrono::milliseconds(100));
+    auto message = next(std::chrono::milliseconds(100), stop);
     if (message) {
-      bytes_down_ += message->wire_bytes;
       const auto type = message->header.type;
       if (type == MessageType::kError) {
         if (metrics_) metrics_->errors_protocol->Increment();
@@ -137,6 +136,172 @@ Message EdgeTrainer::await(MessageType expected, const char* waiting_for,
     // Only the handshake gives up on a stop request; during training the caller drains.
     if (stop && expected == MessageType::kWelcome) throw TransportError("interrupted while connecting");
   }
+}
+
+Message EdgeTrainer::request(Message message, MessageType expected, const char* waiting_for,
+                             std::optional<std::chrono::milliseconds> timeout, const std::atomic<bool>& stop) {
+  outstanding_ = transport::copyMessage(message);
+  send(std::move(message));
+  try {
+    auto reply = await(expected, waiting_for, timeout, stop);
+    outstanding_.reset();
+    return reply;
+  } catch (...) {
+    outstanding_.reset();
+    throw;
+  }
+}
+
+std::optional<Message> EdgeTrainer::next(std::chrono::milliseconds wait, const std::atomic<bool>& stop) {
+  const auto deadline = Clock::now() + wait;
+  while (true) {
+    // A gradient that arrived ahead of its turn goes first once its turn has come.
+    if (!buffer_.empty()) {
+      auto early = early_gradients_.find(buffer_.oldestStep());
+      if (early != early_gradients_.end()) {
+        Message m = std::move(early->second);
+        early_gradients_.erase(early);
+        return m;
+      }
+    }
+    std::optional<Message> message;
+    if (!deferred_.empty()) {
+      message = std::move(deferred_.front());
+      deferred_.pop_front();
+    } else {
+      const auto left = std::max(std::chrono::milliseconds(0),
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      message = transport_->receive(left);
+      if (message) bytes_down_ += message->wire_bytes;
+    }
+    if (!message) return std::nullopt;
+    if (message->link_trouble) {
+      if (session_ != 0) recover();
+      continue;
+    }
+    const auto type = message->header.type;
+    const auto step = message->header.step;
+    if (type == MessageType::kResyncReply) {
+      applyResync(std::get<transport::ResyncInfo>(message->body));
+      continue;
+    }
+    if (type == MessageType::kGradients) {
+      if (!buffer_.contains(step)) {
+        log_->debug("dropping a duplicate gradient for step {}", step);
+        continue;
+      }
+      if (step != buffer_.oldestStep()) {
+        early_gradients_[step] = std::move(*message);
+        continue;
+      }
+    }
+    if (type == MessageType::kEvalResult && !eval_in_flight_.count(step)) {
+      log_->debug("dropping a duplicate evaluation result for step {}", step);
+      continue;
+    }
+    if (type == MessageType::kEvalResult) eval_in_flight_.erase(step);
+    if (isControlReply(type) && !answersOutstanding(*message)) {
+      // A reply to a request sent twice across a link outage: the first copy was used.
+      log_->debug("dropping a duplicate {}", transport::messageTypeName(type));
+      continue;
+    }
+    (void)stop;
+    return message;
+  }
+}
+
+bool EdgeTrainer::isControlReply(MessageType type) {
+  return type == MessageType::kEpochAck || type == MessageType::kCheckpointAck || type == MessageType::kMigrateAck ||
+         type == MessageType::kProbeReply || type == MessageType::kShutdownAck;
+}
+
+bool EdgeTrainer::answersOutstanding(const Message& reply) const {
+  if (!outstanding_) return false;
+  switch (outstanding_->header.type) {
+    case MessageType::kEpochEnd:
+      return reply.header.type == MessageType::kEpochAck && reply.header.epoch == outstanding_->header.epoch;
+    case MessageType::kCheckpoint:
+      return reply.header.type == MessageType::kCheckpointAck && reply.header.step == outstanding_->header.step;
+    case MessageType::kMigrate: return reply.header.type == MessageType::kMigrateAck;
+    case MessageType::kShutdown: return reply.header.type == MessageType::kShutdownAck;
+    case MessageType::kProbe:
+      return reply.header.type == MessageType::kProbeReply &&
+             std::get<transport::ProbeInfo>(reply.body).t0 == std::get<transport::ProbeInfo>(outstanding_->body).t0;
+    default: return false;
+  }
+}
+
+void EdgeTrainer::recover() {
+  log_->warn("messages lost or the cloud silent: resynchronising ({} batch(es) in flight)", buffer_.size());
+  const auto start = Clock::now();
+  auto next_ask = start;
+  while (true) {
+    if (Clock::now() >= next_ask) {
+      transport::ResyncInfo info;
+      info.oldest_step = buffer_.empty() ? next_step_ : buffer_.oldestStep();
+      info.next_step = next_step_;
+      info.epoch = static_cast<std::uint32_t>(current_epoch_);
+      info.epoch_open = epoch_open_;
+      Message m(MessageType::kResync, info);
+      m.header.session = session_;
+      send(std::move(m));
+      next_ask = Clock::now() + std::chrono::seconds(2);
+    }
+    // Throws TransportError once the cloud has been silent past the reconnect grace.
+    auto message = transport_->receive(std::chrono::milliseconds(100));
+    if (!message) continue;
+    bytes_down_ += message->wire_bytes;
+    if (message->link_trouble) continue;
+    if (message->header.type == MessageType::kResyncReply) {
+      if (metrics_) metrics_->errors_reconnect->Increment();
+      applyResync(std::get<transport::ResyncInfo>(message->body));
+      log_->info("resynchronised with the cloud after {:.1f} s",
+                 std::chrono::duration<double>(Clock::now() - start).count());
+      return;
+    }
+    deferred_.push_back(std::move(*message));
+  }
+}
+
+void EdgeTrainer::sendEpochBegin() {
+  Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(current_staleness_),
+                                                               train_loader_->batchesPerEpoch(), 0, 0});
+  begin.header.session = session_;
+  begin.header.epoch = static_cast<std::uint32_t>(current_epoch_);
+  send(std::move(begin));
+}
+
+void EdgeTrainer::applyResync(const transport::ResyncInfo& cloud) {
+  if (epoch_open_ && (static_cast<int>(cloud.epoch) != current_epoch_ || !cloud.epoch_open)) sendEpochBegin();
+  std::size_t resent = 0;
+  for (const auto& entry : buffer_.entries()) {
+    if (entry.step < cloud.next_step) continue;  // applied: the cloud re-sends its gradient
+    torch::Tensor activation;
+    if (split_ == 0) {
+      activation = entry.input.defined() ? entry.input : entry.activation;
+    } else if (entry.activation.defined()) {
+      activation = entry.activation.detach();
+    } else {
+      torch::NoGradGuard no_grad;
+      activation = model_.forward(entry.input, 0, split_);
+    }
+    auto message = activationMessage(entry, activation);
+    send(std::move(message));
+    ++resent;
+  }
+  for (const auto& [step, batch] : eval_in_flight_) {
+    torch::NoGradGuard no_grad;
+    Message message(MessageType::kEvalActivations, std::monostate{});
+    message.header.session = session_;
+    message.header.epoch = static_cast<std::uint32_t>(current_epoch_);
+    message.header.step = step;
+    addTensor(message, model_.forward(batch.first, 0, split_), uplink_codec_, codecs_);
+    addFrame(message, transport::rawFrame(batch.second));
+    send(std::move(message));
+  }
+  if (outstanding_) send(transport::copyMessage(*outstanding_));
+  log_->info("resync: the cloud is at step {}; re-sent {} batch(es), {} evaluation batch(es){}", cloud.next_step,
+             resent, eval_in_flight_.size(), outstanding_ ? " and the pending request" : "");
 }
 
 void EdgeTrainer::send(Message message) {
@@ -254,8 +419,7 @@ void EdgeTrainer::probe(bool bandwidth, const std::atomic<bool>& stop) {
     auto& info = std::get<transport::ProbeInfo>(m.body);
     info.t0 = transport::steadySeconds();
     const double t0 = info.t0;
-    send(std::move(m));
-    auto reply = await(MessageType::kProbeReply, "a probe reply", std::chrono::seconds(120), stop);
+    auto reply = request(std::move(m), MessageType::kProbeReply, "a probe reply", std::chrono::seconds(120), stop);
     const auto& r = std::get<transport::ProbeInfo>(reply.body);
     if (up_bytes == 0 && down_bytes == 0) link.onPing(t0, r.t1, r.t2, reply.received_at);
     if (up_bytes > 0) link.onUplink(wire, t0, r.t1);
@@ -287,8 +451,7 @@ void EdgeTrainer::migrate(int epoch, int to, const std::string& codec, const std
                                                           static_cast<std::uint32_t>(to), codec, {}});
   m.header.session = session_;
   if (to < from) packStages(m, model_, *optimizer_, to, from);
-  send(std::move(m));
-  auto ack = await(MessageType::kMigrateAck, "a migration acknowledgement", std::nullopt, stop);
+  auto ack = request(std::move(m), MessageType::kMigrateAck, "a migration acknowledgement", std::nullopt, stop);
   if (to > from) unpackStages(ack, model_, *optimizer_, from, to, codecs_);
   split_ = to;
   uplink_codec_ = codec;
@@ -364,6 +527,23 @@ torch::Tensor EdgeTrainer::forwardWithStash(const torch::Tensor& input, ReplayEn
   return x;
 }
 
+Message EdgeTrainer::activationMessage(const ReplayEntry& entry, const torch::Tensor& activation) {
+  Message message(MessageType::kActivations, std::monostate{});
+  message.header.session = session_;
+  message.header.epoch = static_cast<std::uint32_t>(entry.epoch);
+  message.header.step = entry.step;
+  const auto& spec = uplink_codec_;
+  if (useErrorFeedback()) {
+    const auto values = activation.detach().contiguous();
+    auto bytes = error_feedback_.encode(codecs_.get(spec), entry.step, values.data_ptr<float>(), values.sizes().vec());
+    addFrame(message, transport::payloadFrame(values, codecs_.get(spec).spec(), std::move(bytes)));
+  } else {
+    addTensor(message, activation, spec, codecs_);
+  }
+  addFrame(message, transport::rawFrame(entry.labels));
+  return message;
+}
+
 void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   ReplayEntry entry;
   entry.step = next_step_++;
@@ -383,21 +563,12 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   }
 
   const auto encode_start = Clock::now();
-  Message message(MessageType::kActivations, std::monostate{});
-  message.header.session = session_;
-  message.header.epoch = static_cast<std::uint32_t>(epoch);
-  message.header.step = entry.step;
-  const auto& spec = uplink_codec_;
-  if (useErrorFeedback()) {
-    const auto values = activation.detach().contiguous();
-    auto bytes = error_feedback_.encode(codecs_.get(spec), entry.step, values.data_ptr<float>(), values.sizes().vec());
-    addFrame(message, transport::payloadFrame(values, codecs_.get(spec).spec(), std::move(bytes)));
-  } else {
-    addTensor(message, activation, spec, codecs_);
-  }
+  entry.epoch = epoch;
+  entry.labels = batch.labels;
+  if (split_ == 0) entry.input = batch.inputs;  // re-sent as is after a link outage
+  Message message = activationMessage(entry, activation);
   const auto encode_end = Clock::now();
   const double encoded_bytes = static_cast<double>(message.payloads.front().size());
-  addFrame(message, transport::rawFrame(batch.labels));
   entry.wire_bytes = wireBytes(message);
   entry.sent_at = transport::steadySeconds();
   send(std::move(message));
@@ -433,8 +604,13 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   sample.rtt_seconds = link_.rttSeconds();
   link_history_.push_back(sample);
   pipeline_.cloud_compute_s += result.compute_seconds;
-  pipeline_up_bytes_ += static_cast<double>(entry.wire_bytes);
-  pipeline_down_bytes_ += static_cast<double>(message.wire_bytes);
+  // Transfer time of this step at the link estimate of this moment (a rate that changes
+  // mid-run is charged to the steps it applied to).
+  if (sample.uplink_bps > 0) pipeline_.upload_s += static_cast<double>(entry.wire_bytes) * 8.0 / sample.uplink_bps;
+  if (sample.downlink_bps > 0) {
+    pipeline_.download_s += static_cast<double>(message.wire_bytes) * 8.0 / sample.downlink_bps;
+  }
+  pipeline_samples_ += entry.samples;
   ++pipeline_steps_;
   const auto backward_start = Clock::now();
   const int staleness = static_cast<int>(updates_ - entry.updates_at_send);
@@ -525,8 +701,7 @@ void EdgeTrainer::trainEpoch(int epoch, int staleness, RunningStats& stats, tele
     if (wait) {
       message = await(MessageType::kGradients, "a gradient", std::nullopt, stop);
     } else {
-      message = transport_->receive(std::chrono::milliseconds(0));
-      if (message) bytes_down_ += message->wire_bytes;
+      message = next(std::chrono::milliseconds(0), stop);
       if (message && message->header.type != MessageType::kGradients) {
         if (message->header.type == MessageType::kError) {
           const auto& e = std::get<transport::ErrorInfo>(message->body);
@@ -593,9 +768,10 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
     Message message(MessageType::kEvalActivations, std::monostate{});
     message.header.session = session_;
     message.header.epoch = static_cast<std::uint32_t>(epoch);
-    message.header.step = step++;
+    message.header.step = step;
     addTensor(message, model_.forward(batch->inputs, 0, split_), uplink_codec_, codecs_);
     addFrame(message, transport::rawFrame(batch->labels));
+    eval_in_flight_[step++] = {batch->inputs, batch->labels};
     send(std::move(message));
     ++in_flight;
   }
@@ -613,9 +789,8 @@ void EdgeTrainer::checkpoint(int epoch, std::int64_t batch, const RunningStats& 
   Message m(MessageType::kCheckpoint, transport::CheckpointInfo{static_cast<std::uint32_t>(epoch), batch});
   m.header.session = session_;
   m.header.step = next_step_;
-  send(std::move(m));
   std::atomic<bool> no_stop{false};
-  await(MessageType::kCheckpointAck, "a checkpoint acknowledgement", std::nullopt, no_stop);
+  request(std::move(m), MessageType::kCheckpointAck, "a checkpoint acknowledgement", std::nullopt, no_stop);
   const auto state = captureStages(model_, *optimizer_, 0, split_);
   checkpoint::Checkpoint c;
   c.role = "edge";
@@ -643,9 +818,9 @@ void EdgeTrainer::shutdown(bool completed, const std::string& reason) {
   try {
     Message message(MessageType::kShutdown, transport::ShutdownInfo{reason, completed});
     message.header.session = session_;
-    send(std::move(message));
     std::atomic<bool> no_stop{false};
-    await(MessageType::kShutdownAck, "a shutdown acknowledgement", std::chrono::seconds(5), no_stop);
+    request(std::move(message), MessageType::kShutdownAck, "a shutdown acknowledgement", std::chrono::seconds(5),
+            no_stop);
   } catch (const std::exception& e) {
     log_->warn("orderly shutdown incomplete: {}", e.what());
   }
@@ -690,11 +865,10 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
       replan(epoch, train_loader_->batchesPerEpoch(), staleness, epoch == 0 ? "start" : "epoch", summary, stop);
     }
     optimizer_->setLearningRate(lr);
-    Message begin(MessageType::kEpochBegin, transport::EpochInfo{static_cast<std::uint32_t>(staleness),
-                                                                 train_loader_->batchesPerEpoch(), 0, 0});
-    begin.header.session = session_;
-    begin.header.epoch = static_cast<std::uint32_t>(epoch);
-    send(std::move(begin));
+    current_epoch_ = epoch;
+    current_staleness_ = staleness;
+    epoch_open_ = true;
+    sendEpochBegin();
 
     trainEpoch(epoch, staleness, train, summary, first_batch, seconds_before, stop);
     const double train_seconds =
@@ -704,8 +878,8 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
                                                              train.loss(), train.accuracy()});
     end.header.session = session_;
     end.header.epoch = static_cast<std::uint32_t>(epoch);
-    send(std::move(end));
-    auto ack = await(MessageType::kEpochAck, "an end-of-epoch acknowledgement", std::nullopt, stop);
+    epoch_open_ = false;
+    auto ack = request(std::move(end), MessageType::kEpochAck, "an end-of-epoch acknowledgement", std::nullopt, stop);
     const auto& cloud = std::get<transport::EpochInfo>(ack.body);
     if (cloud.steps != train.steps) {
       throw ProtocolError("the cloud applied " + std::to_string(cloud.steps) + " steps in epoch " +
@@ -753,10 +927,8 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     const double steps = static_cast<double>(pipeline_steps_);
     p.edge_compute_s /= steps;
     p.cloud_compute_s /= steps;
-    const double up_bps = link_.uplinkBps().value_or(0.0);
-    const double down_bps = link_.downlinkBps().value_or(0.0);
-    p.upload_s = up_bps > 0 ? pipeline_up_bytes_ / steps * 8.0 / up_bps : 0.0;
-    p.download_s = down_bps > 0 ? pipeline_down_bytes_ / steps * 8.0 / down_bps : 0.0;
+    p.upload_s /= steps;
+    p.download_s /= steps;
     const std::pair<double, const char*> stages[] = {
         {p.edge_compute_s, "edge compute"}, {p.upload_s, "upload"}, {p.cloud_compute_s, "cloud compute"},
         {p.download_s, "download"}};
@@ -765,7 +937,7 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
       if (st.first > slowest->first) slowest = &st;
     }
     p.bottleneck = slowest->second;
-    const double samples_per_step = static_cast<double>(summary.totalSamples()) / std::max(1.0, steps);
+    const double samples_per_step = static_cast<double>(pipeline_samples_) / std::max(1.0, steps);
     p.bound_samples_per_second = slowest->first > 0 ? samples_per_step / slowest->first : 0.0;
     p.achieved_ratio = p.bound_samples_per_second > 0 ? summary.trainSamplesPerSecond() / p.bound_samples_per_second
                                                       : 0.0;

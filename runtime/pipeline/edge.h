@@ -8,6 +8,7 @@
 // only when K + 1 batches are in flight.
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -104,6 +105,20 @@ class EdgeTrainer {
   // given), and on a message of another type than `expected`.
   transport::Message await(transport::MessageType expected, const char* waiting_for,
                            std::optional<std::chrono::milliseconds> timeout, const std::atomic<bool>& stop);
+  // Sends `message` and awaits the reply; after a link outage the request is sent again.
+  transport::Message request(transport::Message message, transport::MessageType expected, const char* waiting_for,
+                             std::optional<std::chrono::milliseconds> timeout, const std::atomic<bool>& stop);
+  // The next message that needs the caller, within `wait`: link trouble is handled here
+  // (resynchronisation), duplicates are dropped, early gradients are held back until their
+  // turn.
+  std::optional<transport::Message> next(std::chrono::milliseconds wait, const std::atomic<bool>& stop);
+  // After lost messages or a silent peer: asks the cloud where it stands and re-sends.
+  void recover();
+  void applyResync(const transport::ResyncInfo& info);
+  static bool isControlReply(transport::MessageType type);
+  bool answersOutstanding(const transport::Message& reply) const;
+  transport::Message activationMessage(const ReplayEntry& entry, const torch::Tensor& activation);
+  void sendEpochBegin();
   void shutdown(bool completed, const std::string& reason);
   // Sends and counts the bytes (training traffic: heartbeats are not counted).
   void send(transport::Message message);
@@ -128,8 +143,7 @@ class EdgeTrainer {
   std::vector<LinkSample> link_history_;
   telemetry::TrainerMetrics* metrics_ = nullptr;
   telemetry::PipelineBound pipeline_;  // sums over steps until the end of the run
-  double pipeline_up_bytes_ = 0.0;
-  double pipeline_down_bytes_ = 0.0;
+  std::int64_t pipeline_samples_ = 0;
   std::int64_t pipeline_steps_ = 0;
   std::chrono::steady_clock::time_point started_;
   bool resume_requested_ = false;
@@ -143,6 +157,16 @@ class EdgeTrainer {
     std::vector<telemetry::EpochRecord> history;
   };
   std::optional<ResumePoint> resume_;
+
+  // Link recovery.
+  std::deque<transport::Message> deferred_;                  // received while resynchronising
+  std::map<std::uint64_t, transport::Message> early_gradients_;  // ahead of the oldest in flight
+  std::optional<transport::Message> outstanding_;            // the request awaiting its reply
+  std::map<std::uint64_t, std::pair<torch::Tensor, torch::Tensor>> eval_in_flight_;  // step → inputs, labels
+  int current_epoch_ = 0;
+  int current_staleness_ = 0;
+  bool epoch_open_ = false;
+  std::uint64_t eval_step_ = 0;
 
   std::uint64_t session_ = 0;
   std::uint64_t next_step_ = 0;

@@ -15,6 +15,8 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.heartbeat_interval = millis(config.link.heartbeat_interval_s);
   o.peer_timeout = millis(config.link.peer_timeout_s);
   o.limits.max_tensor_bytes = static_cast<std::uint64_t>(config.link.max_message_mb * 1024.0 * 1024.0);
+  o.reconnect_grace = millis(config.link.reconnect_grace_s);
+  o.outages = config.link.emulate.outages;
   const auto& sec = config.security;
   const bool cloud = role == "cloud";
   if (sec.mode == "plaintext") {

@@ -10,6 +10,10 @@ void ReplayBuffer::setCapacity(std::size_t capacity) {
   capacity_ = capacity;
 }
 
+bool ReplayBuffer::contains(std::uint64_t step) const {
+  return !entries_.empty() && step >= entries_.front().step && step <= entries_.back().step;
+}
+
 std::uint64_t ReplayBuffer::oldestStep() const {
   TANDEM_ENFORCE(!entries_.empty());
   return entries_.front().step;

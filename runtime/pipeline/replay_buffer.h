@@ -23,6 +23,8 @@ struct ReplayEntry {
   std::vector<std::shared_ptr<torch::nn::Module>> stash;
   std::uint64_t updates_at_send = 0;  // edge optimizer steps done when the batch was sent
   std::int64_t samples = 0;
+  int epoch = 0;
+  torch::Tensor labels;          // to send the batch again after a link outage
   double sent_at = 0.0;          // edge steady clock (s) when handed to the transport
   std::uint64_t wire_bytes = 0;  // size of the Activations message
 };
@@ -47,6 +49,9 @@ class ReplayBuffer {
   // ProtocolError when the cloud answers a step that is not the oldest in flight.
   ReplayEntry pop(std::uint64_t step);
   void clear() { entries_.clear(); }
+  // True when `step` is in flight (not necessarily the oldest).
+  bool contains(std::uint64_t step) const;
+  const std::deque<ReplayEntry>& entries() const { return entries_; }
 
  private:
   std::size_t capacity_;

@@ -46,7 +46,7 @@ void LinkEstimator::add(Direction& d, std::size_t& count, std::uint64_t bytes, d
   const double end = arrived - half_rtt;
   d.last_arrival = std::max(arrived, d.last_arrival.value_or(arrived));
   const double busy = end - start;
-  if (bytes == 0 || !(busy >= options_.min_transfer_seconds)) return;
+  if (bytes < std::max<std::uint64_t>(1, options_.min_bytes) || !(busy >= options_.min_transfer_seconds)) return;
   d.samples.push_back(static_cast<double>(bytes) * 8.0 / busy);
   while (d.samples.size() > options_.window) d.samples.pop_front();
   ++count;

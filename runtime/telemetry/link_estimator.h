@@ -30,6 +30,9 @@ namespace tandem::telemetry {
 struct LinkEstimatorOptions {
   std::size_t window = 5;              // samples in the median (0 counts as 1)
   double min_transfer_seconds = 2e-4;  // shorter transfers carry no rate information
+  // Smaller messages carry no rate information either: their transfer time is lost in
+  // clock and scheduling noise (a 100-byte reply would read as a slow link).
+  std::uint64_t min_bytes = 8192;
   // The RTT and offset come from the smallest-RTT ping among the last `ping_window` pings
   // (0: all of them), so an estimate can rise again when the path's RTT grows or the
   // clocks drift apart over a long run.

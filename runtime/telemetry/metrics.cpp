@@ -149,6 +149,8 @@ TrainerMetrics& Metrics::forEdge(const std::string& edge) {
   m->bytes_downlink = &f.bytes.Add(with("direction", "downlink"));
   m->compression_uplink = &f.compression.Add(with("direction", "uplink"));
   m->compression_downlink = &f.compression.Add(with("direction", "downlink"));
+  m->compression_uplink->Set(1.0);  // raw until a codec says otherwise
+  m->compression_downlink->Set(1.0);
   m->bandwidth_uplink = &f.bandwidth.Add(with("direction", "uplink"));
   m->bandwidth_downlink = &f.bandwidth.Add(with("direction", "downlink"));
   m->rtt = &f.rtt.Add(labels);

@@ -112,6 +112,8 @@ void visitBody(MessageType type, Visitor&& v) {
     case MessageType::kMigrateAck: v(MigrateInfo{}); break;
     case MessageType::kCheckpoint:
     case MessageType::kCheckpointAck: v(CheckpointInfo{}); break;
+    case MessageType::kResync:
+    case MessageType::kResyncReply: v(ResyncInfo{}); break;
     default: v(std::monostate{}); break;
   }
 }
@@ -142,6 +144,13 @@ void fields(IO& io, Welcome& w) {
   io.string(w.cloud_profile, "welcome.cloud_profile");
   io.pod(w.resumed);
   io.pod(w.resume_step);
+}
+template <typename IO>
+void fields(IO& io, ResyncInfo& r) {
+  io.pod(r.oldest_step);
+  io.pod(r.next_step);
+  io.pod(r.epoch);
+  io.pod(r.epoch_open);
 }
 template <typename IO>
 void fields(IO& io, CheckpointInfo& c) {
@@ -234,11 +243,13 @@ const char* messageTypeName(MessageType type) {
     case MessageType::kMigrateAck: return "MigrateAck";
     case MessageType::kCheckpoint: return "Checkpoint";
     case MessageType::kCheckpointAck: return "CheckpointAck";
+    case MessageType::kResync: return "Resync";
+    case MessageType::kResyncReply: return "ResyncReply";
   }
   return "Unknown";
 }
 
-bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 19; }
+bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 21; }
 
 std::size_t dtypeSize(DType dtype) {
   switch (dtype) {

@@ -41,6 +41,8 @@ enum class MessageType : std::uint8_t {
   kMigrateAck = 17,      // cloud → edge: MigrateInfo; tensors of stages moving to the edge
   kCheckpoint = 18,      // edge → cloud: CheckpointInfo; write a checkpoint at header.step
   kCheckpointAck = 19,   // cloud → edge: CheckpointInfo; written
+  kResync = 20,          // edge → cloud: ResyncInfo; after a link outage, where do we stand?
+  kResyncReply = 21,     // cloud → edge: ResyncInfo; also sent unasked when the cloud saw messages lost
 };
 const char* messageTypeName(MessageType type);
 bool isKnownMessageType(std::uint8_t raw);
@@ -96,6 +98,17 @@ struct Welcome {
   std::string cloud_profile;         // JSON of the cloud's per-stage compute times; empty if not profiled
   bool resumed = false;              // both sides continue from the checkpoint at resume_step
   std::uint64_t resume_step = 0;
+};
+
+// Where a session stands, exchanged after messages were lost. From the edge: the oldest
+// step in flight and the next step it will send. From the cloud: the next step it expects
+// (every earlier one is applied; their gradients are re-sent from the cloud's cache first)
+// and its epoch.
+struct ResyncInfo {
+  std::uint64_t oldest_step = 0;
+  std::uint64_t next_step = 0;
+  std::uint32_t epoch = 0;
+  bool epoch_open = false;
 };
 
 struct CheckpointInfo {
@@ -163,7 +176,7 @@ struct ErrorInfo {
 };
 
 using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo, ProbeInfo,
-                          MigrateInfo, CheckpointInfo>;
+                          MigrateInfo, CheckpointInfo, ResyncInfo>;
 
 // Size limits enforced while decoding, before any allocation.
 struct Limits {

@@ -2,6 +2,18 @@
 
 namespace tandem::transport {
 
+Message copyMessage(Message& message) {
+  Message copy;
+  copy.header = message.header;
+  copy.body = message.body;
+  copy.peer = message.peer;
+  for (auto& p : message.payloads) {
+    copy.payloads.emplace_back();
+    copy.payloads.back().copy(p);
+  }
+  return copy;
+}
+
 double steadySeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

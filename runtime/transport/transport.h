@@ -24,7 +24,10 @@ struct Message {
   Body body;
   std::vector<zmq::message_t> payloads;  // one per header.tensors entry
   std::string peer;                      // routing id of the sender / recipient (cloud side)
-  bool peer_lost = false;                // set on a synthetic message: `peer` went silent
+  bool peer_lost = false;                // synthetic: `peer` is gone (silent past the grace period)
+  // synthetic: messages from `peer` were lost (a sequence gap), or it has been silent for
+  // peer_timeout (still within the reconnect grace): time to resynchronise.
+  bool link_trouble = false;
   std::uint64_t wire_bytes = 0;          // received messages: header and payload bytes
   double received_at = 0.0;              // received messages: steady clock (s) when complete
 
@@ -41,7 +44,13 @@ struct TransportStats {
   std::uint64_t messages_received = 0;
   std::uint64_t messages_rejected = 0;
   std::uint64_t connections_refused = 0;  // failed CURVE authentication or mechanism mismatch
+  std::uint64_t messages_lost = 0;        // gaps in the peer's sequence numbers
+  std::uint64_t messages_dropped = 0;     // dropped by an injected outage
 };
+
+// A copy of `message` sharing its payload memory (ZeroMQ reference-counts large frames),
+// to keep a reply that may have to be sent again.
+Message copyMessage(Message& message);
 
 // Seconds on this machine's steady clock (the clock message times are stamped with).
 double steadySeconds();

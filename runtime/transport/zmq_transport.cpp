@@ -91,6 +91,8 @@ TransportStats ZmqTransport::stats() const {
   s.messages_received = messages_received_;
   s.messages_rejected = messages_rejected_;
   s.connections_refused = refused_;
+  s.messages_lost = lost_;
+  s.messages_dropped = dropped_;
   return s;
 }
 
@@ -309,10 +311,25 @@ void ZmqTransport::pumpOutbound(zmq::socket_t& socket) {
   }
 }
 
+bool ZmqTransport::linkDown() const {
+  if (options_.outages.empty()) return false;
+  const double t = std::chrono::duration<double>(Clock::now() - started_).count();
+  for (const auto& [start, duration] : options_.outages) {
+    if (t >= start && t < start + duration) return true;
+  }
+  return false;
+}
+
 bool ZmqTransport::sendNow(zmq::socket_t& socket, Message& message) {
   const bool bind = options_.mode == ZmqOptions::Mode::kBind;
   PeerState& peer = peers_[message.peer];
   message.header.sequence = peer.next_out;
+  if (linkDown()) {
+    // The emulated link swallows it; the sequence number is spent, as on a real loss.
+    ++peer.next_out;
+    ++dropped_;
+    return true;
+  }
   const std::string header = encodeHeaderFrame(message.header, message.body);
   const bool more = !message.payloads.empty();
   try {
@@ -350,6 +367,10 @@ void ZmqTransport::receiveAvailable(zmq::socket_t& socket) {
   for (int i = 0; i < 64 && !inbound_.full(); ++i) {
     std::vector<zmq::message_t> frames;
     if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+    if (linkDown()) {
+      ++dropped_;
+      continue;
+    }
     handleIncoming(frames);
   }
 }
@@ -369,6 +390,11 @@ void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
     }
   }
   PeerState& peer = peers_[peer_id];
+  if (peer.silent) {
+    log_->info("{} is heard again after {:.1f} s", peerName(peer_id),
+               std::chrono::duration<double>(Clock::now() - peer.last_heard).count());
+    peer.silent = false;
+  }
   peer.last_heard = Clock::now();
   std::uint64_t bytes = 0;
   for (std::size_t i = first; i < frames.size(); ++i) bytes += frames[i].size();
@@ -396,16 +422,28 @@ void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
   }
   const Header& h = decoded.header;
   const std::size_t payloads = frames.size() - first - 1;
-  if (h.sequence != peer.next_in) {
-    const auto expected = peer.next_in;
-    peer.next_in = h.sequence + 1;  // resynchronise: one gap is one rejection
+  if (h.sequence < peer.next_in) {
+    // Replayed or reordered: ZeroMQ over one connection never reorders, so this is not
+    // the peer we are talking to.
     reject(socket, peer_id, ErrorCode::kUnexpected,
            std::string(messageTypeName(h.type)) + " has sequence " + std::to_string(h.sequence) + ", expected " +
-               std::to_string(expected),
+               std::to_string(peer.next_in) + " or later",
            h.type);
     return;
   }
-  ++peer.next_in;
+  if (h.sequence > peer.next_in) {
+    // Messages were lost (a link outage): count them and carry on; the pipelines re-send
+    // what matters.
+    const auto missing = h.sequence - peer.next_in;
+    lost_ += missing;
+    log_->warn("{}: {} message(s) lost before {} (sequence {})", peerName(peer_id), missing,
+               messageTypeName(h.type), h.sequence);
+    Message trouble;
+    trouble.peer = peer_id;
+    trouble.link_trouble = true;
+    inbound_.push(std::move(trouble));
+  }
+  peer.next_in = h.sequence + 1;
   peer.known = true;
   ++messages_received_;
   if (h.type == MessageType::kHeartbeat) return;
@@ -450,7 +488,18 @@ void ZmqTransport::checkPeers(zmq::socket_t& socket) {
       ++it;
       continue;
     }
-    if (now - peer.last_heard > options_.peer_timeout) {
+    if (now - peer.last_heard > options_.peer_timeout && !peer.silent &&
+        options_.reconnect_grace > std::chrono::milliseconds(0)) {
+      peer.silent = true;
+      log_->warn("{} silent for {:.1f} s: waiting up to {:.1f} s more for the link to come back", peerName(it->first),
+                 std::chrono::duration<double>(now - peer.last_heard).count(),
+                 std::chrono::duration<double>(options_.reconnect_grace).count());
+      Message silent;
+      silent.peer = it->first;
+      silent.link_trouble = true;
+      inbound_.push(std::move(silent));
+    }
+    if (now - peer.last_heard > options_.peer_timeout + options_.reconnect_grace) {
       const double seconds = std::chrono::duration<double>(now - peer.last_heard).count();
       if (options_.mode == ZmqOptions::Mode::kBind) {
         log_->warn("{} silent for {:.1f} s: considered gone", peerName(it->first), seconds);
@@ -466,6 +515,8 @@ void ZmqTransport::checkPeers(zmq::socket_t& socket) {
         failure_ = "no message from the cloud at " + options_.endpoint + " for " + std::to_string(seconds).substr(0, 4) +
                    " s (link.peer_timeout_s = " +
                    std::to_string(std::chrono::duration<double>(options_.peer_timeout).count()).substr(0, 4) +
+                   ", link.reconnect_grace_s = " +
+                   std::to_string(std::chrono::duration<double>(options_.reconnect_grace).count()).substr(0, 4) +
                    "): the cloud is gone or the link is down";
         log_->error("{}", failure_);
         inbound_.close();

@@ -48,6 +48,13 @@ struct ZmqOptions {
   std::size_t queue_capacity = 64;       // messages, each direction
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
   CurveOptions curve;
+  // After peer_timeout of silence the peer is reported silent (a message with
+  // link_trouble set) and only declared lost after this much more: a link outage shorter
+  // than the grace period does not end the run.
+  std::chrono::milliseconds reconnect_grace{0};
+  // Fault injection (link.emulate.outages): during each [start, start + duration) seconds
+  // after the transport starts, every frame sent or received is dropped, heartbeats too.
+  std::vector<std::pair<double, double>> outages;
 };
 
 class ZmqTransport final : public Transport {
@@ -74,6 +81,7 @@ class ZmqTransport final : public Transport {
     std::chrono::steady_clock::time_point last_heard;
     std::chrono::steady_clock::time_point last_sent;
     bool known = false;  // has sent a valid message; gets heartbeats, can be lost
+    bool silent = false;  // reported silent, within the reconnect grace
     std::uint64_t rejected = 0;
   };
 
@@ -88,6 +96,7 @@ class ZmqTransport final : public Transport {
   void wake();
   void runZap(std::promise<void>& ready);  // the ZAP handler (CURVE server only)
   void onMonitorEvent(std::vector<zmq::message_t>& frames);
+  bool linkDown() const;  // inside an injected outage
 
   ZmqOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -117,6 +126,9 @@ class ZmqTransport final : public Transport {
   std::thread zap_thread_;
   std::atomic<bool> zap_stopping_{false};
   std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> lost_{0};     // sequence gaps: messages that never arrived
+  std::atomic<std::uint64_t> dropped_{0};  // dropped by an injected outage
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace tandem::transport

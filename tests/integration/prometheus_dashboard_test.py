@@ -586,8 +586,8 @@ def main():
         prometheus = find_prometheus(args.prometheus)
         if prometheus is None:
             print("FAIL: the prometheus binary was not found (looked for --prometheus, `prometheus` on PATH and "
-                  "/usr/bin/prometheus). Install the Debian package `prometheus` "
-                  "(TANDEM_EXTRA_PACKAGES=prometheus scripts/setup.sh, or apt-get install prometheus).", flush=True)
+                  "/usr/bin/prometheus). Install the Debian package `prometheus`: scripts/setup.sh does "
+                  "(or apt-get install prometheus).", flush=True)
             return 1
 
     contract = read_contract(args.metrics_header)

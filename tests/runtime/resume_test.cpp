@@ -99,10 +99,11 @@ TEST(CheckpointStore, CorruptOrPartialFilesAreDetectedAndSkipped) {
 }
 
 // Runs of the real trainers, as processes.
-class KillAndResume : public ::testing::TestWithParam<std::string> {
+class TrainerRuns : public ::testing::Test {
  protected:
+  virtual std::string tag() const { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
   void SetUp() override {
-    dir_ = tempDir(GetParam());
+    dir_ = tempDir(tag());
     config_ = (dir_ / "run.yaml").string();
     std::ofstream(config_) << R"(
 run: {name: resume, epochs: 2, seed: 4}
@@ -113,7 +114,7 @@ optimizer: {name: sgd, lr: 0.02, momentum: 0.9}
 split: {point: 2, staleness: 0}
 checkpoint: {every_steps: 5}
 security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2,
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5,
        emulate: {uplink_mbps: 20, downlink_mbps: 100}}
 )";
   }
@@ -124,6 +125,7 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
     std::vector<std::string> argv{CLOUD_TRAINER, "--config", config_, "--endpoint-file", (dir_ / "endpoint").string(),
                                   "--set", "run.output_dir=" + out};
     if (keep_serving) argv.push_back("--keep-serving");
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
     auto p = std::make_unique<ChildProcess>(argv, (dir_ / (tag + ".cloud.log")).string());
     endpoint_ = tandem::testing::waitForFile((dir_ / "endpoint").string(), 60s);
     return p;
@@ -132,6 +134,7 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
     std::vector<std::string> argv{EDGE_TRAINER, "--config", config_, "--set", "link.endpoint=" + endpoint_,
                                   "--set", "run.output_dir=" + out};
     if (resume) argv.push_back("--resume");
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
     return std::make_unique<ChildProcess>(argv, (dir_ / (tag + ".edge.log")).string());
   }
   static bool waitForCheckpoint(const fs::path& directory, std::uint64_t step, std::chrono::seconds timeout) {
@@ -161,6 +164,12 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
   fs::path dir_;
   std::string config_;
   std::string endpoint_;
+  std::vector<std::string> extra_;  // more --set arguments for both trainers
+};
+
+class KillAndResume : public TrainerRuns, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string tag() const override { return GetParam(); }
 };
 
 TEST_P(KillAndResume, EndsWithTheSameParameters) {
@@ -217,6 +226,55 @@ TEST_P(KillAndResume, EndsWithTheSameParameters) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Side, KillAndResume, ::testing::Values("edge", "cloud"));
+
+// A link outage shorter than the grace period: messages in both directions are dropped
+// (heartbeats too), the sides resynchronise, in-flight batches are re-sent and every
+// update is applied exactly once: the result equals an undisturbed run.
+TEST_F(TrainerRuns, ShortOutageIsBridged) {
+  const auto reference_out = (dir_ / "reference").string();
+  {
+    auto c = cloud(reference_out, "reference", false);
+    auto e = edge(reference_out, "reference", false);
+    ASSERT_EQ(e->wait(120s), 0) << e->output();
+    ASSERT_EQ(c->wait(30s), 0) << c->output();
+  }
+  const auto out = (dir_ / "outage").string();
+  // Outages on both sides, timed from each process's start (so not quite aligned): one
+  // shorter than peer_timeout_s (only lost messages reveal it) and one longer.
+  const std::vector<std::string> outage{"--set", "link.emulate.outages=[[1.5, 0.6], [2.6, 2.5]]", "--set",
+                                        "link.reconnect_grace_s=10"};
+  extra_ = outage;
+  auto c = cloud(out, "outage", false);
+  auto e = edge(out, "outage", false);
+  ASSERT_EQ(e->wait(120s), 0) << e->output();
+  ASSERT_EQ(c->wait(30s), 0) << c->output();
+  EXPECT_THAT(e->output(), HasSubstr("resynchronised with the cloud"));
+  const auto a = finalState(reference_out);
+  const auto b = finalState(out);
+  ASSERT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
+  }
+  EXPECT_LE(worst, 1e-6);
+}
+
+// An outage longer than the grace period ends the run with a clear message, and the
+// checkpoints written before it can be resumed from.
+TEST_F(TrainerRuns, LongOutageEndsTheRunWithACheckpoint) {
+  const auto out = (dir_ / "long").string();
+  extra_ = {"--set", "link.emulate.outages=[[2, 60]]", "--set", "link.reconnect_grace_s=1.5"};
+  auto c = cloud(out, "long", false);
+  auto e = edge(out, "long", false);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(e->wait(60s), 1) << e->output();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  EXPECT_THAT(e->output(), HasSubstr("no message from the cloud"));
+  EXPECT_THAT(e->output(), HasSubstr("link.reconnect_grace_s"));
+  CheckpointStore store(out + "/checkpoints/edge", 3);
+  EXPECT_FALSE(store.validSteps().empty());
+  c->signal(SIGKILL);
+}
 
 }  // namespace
 }  // namespace tandem::checkpoint

@@ -34,7 +34,7 @@ model: {name: cnn}
 optimizer: {name: sgd, lr: 0.02, momentum: 0.9}
 split: {point: 2, staleness: 2}
 security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, accept_timeout_s: 60}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5, accept_timeout_s: 60}
 )";
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -90,7 +90,7 @@ data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height:
 model: {name: cnn}
 split: {point: 2, staleness: 2}
 security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5}
 )";
   auto cloud = startCloud();
   auto edge = startEdge();
@@ -109,7 +109,7 @@ data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height:
 model: {name: cnn}
 split: {point: 2, staleness: 2}
 security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5}
 )";
   auto cloud = startCloud();
   auto edge = startEdge();
