@@ -247,8 +247,9 @@ void CloudTrainer::resendCached(Session& s, const Message* cached, const char* w
   reply(&s, s.peer, transport::copyMessage(const_cast<Message&>(*cached)));
 }
 
-void CloudTrainer::sendResync(Session& s) {
+void CloudTrainer::sendResync(Session& s, std::uint64_t request) {
   transport::ResyncInfo info;
+  info.request = request;
   info.next_step = s.next_step;
   info.epoch = static_cast<std::uint32_t>(std::max(0, s.epoch));
   info.epoch_open = s.epoch_open;
@@ -266,7 +267,7 @@ void CloudTrainer::onResync(Session& s, Message& message) {
   }
   log_->info("session {:016x}: resync, at step {} (edge sent up to {}); re-sent {} gradient(s)", s.id, s.next_step,
              info.next_step, resent);
-  sendResync(s);
+  sendResync(s, info.request);
 }
 
 void CloudTrainer::onActivations(Session& s, Message& message, bool train) {

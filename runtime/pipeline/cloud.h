@@ -67,7 +67,8 @@ class CloudTrainer {
   void onMigrate(Session& s, transport::Message& message);
   void onCheckpoint(Session& s, transport::Message& message);
   void onResync(Session& s, transport::Message& message);
-  void sendResync(Session& s);
+  // Where the session stands; `request` echoes the edge's Resync (0: an unasked hint).
+  void sendResync(Session& s, std::uint64_t request = 0);
   void resendCached(Session& s, const transport::Message* cached, const char* what, std::uint64_t step);
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, bool completed, const std::string& reason);

@@ -42,7 +42,9 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
       log_(log::get("edge.pipeline")),
       transport_(std::move(transport)),
       model_(buildModel(config_)),
-      split_(initialSplitPoint(config_, model_)) {
+      // With split.point: auto the session starts with every stage on the cloud; the
+      // planner's first decision then ships exactly the stages the edge will run.
+      split_(config_.split.automatic ? 0 : initialSplitPoint(config_, model_)) {
   train_set_ = loadDataset(config_, data::Split::kTrain);
   test_set_ = loadDataset(config_, data::Split::kTest);
   train_loader_ = makeLoader(config_, train_set_, data::Split::kTrain);
@@ -182,7 +184,9 @@ std::optional<Message> EdgeTrainer::next(std::chrono::milliseconds wait, const s
     const auto type = message->header.type;
     const auto step = message->header.step;
     if (type == MessageType::kResyncReply) {
-      applyResync(std::get<transport::ResyncInfo>(message->body));
+      // The cloud's hint that it lost messages from us: resynchronise. (Late replies to
+      // an earlier Resync carry its number and are stale.)
+      if (std::get<transport::ResyncInfo>(message->body).request == 0 && session_ != 0) recover();
       continue;
     }
     if (type == MessageType::kGradients) {
@@ -235,9 +239,11 @@ void EdgeTrainer::recover() {
   log_->warn("messages lost or the cloud silent: resynchronising ({} batch(es) in flight)", buffer_.size());
   const auto start = Clock::now();
   auto next_ask = start;
+  const std::uint64_t request = ++resync_requests_;
   while (true) {
     if (Clock::now() >= next_ask) {
       transport::ResyncInfo info;
+      info.request = request;
       info.oldest_step = buffer_.empty() ? next_step_ : buffer_.oldestStep();
       info.next_step = next_step_;
       info.epoch = static_cast<std::uint32_t>(current_epoch_);
@@ -253,6 +259,9 @@ void EdgeTrainer::recover() {
     bytes_down_ += message->wire_bytes;
     if (message->link_trouble) continue;
     if (message->header.type == MessageType::kResyncReply) {
+      // Only the answer to this request counts: the cloud sent the gradients it has for
+      // our batches just before it.
+      if (std::get<transport::ResyncInfo>(message->body).request != request) continue;
       if (metrics_) metrics_->errors_reconnect->Increment();
       applyResync(std::get<transport::ResyncInfo>(message->body));
       log_->info("resynchronised with the cloud after {:.1f} s",
@@ -846,6 +855,13 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     first_epoch = resume_->epoch;
     summary.history = resume_->history;
   }
+  if (scheduler_ && first_epoch < config_.run.epochs) {
+    // The first decision belongs to setting up, like the handshake: moving the chosen
+    // stages is not charged to the first epoch's time.
+    const std::int64_t remaining = train_loader_->batchesPerEpoch() - (resume_ ? resume_->batch : 0);
+    replan(first_epoch, remaining, config_.split.stalenessAt(first_epoch), resume_ ? "resume" : "start", summary,
+           stop);
+  }
   for (int epoch = first_epoch; epoch < config_.run.epochs && !stop; ++epoch) {
     const auto epoch_start = Clock::now();
     std::int64_t first_batch = 0;
@@ -860,9 +876,9 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     const auto down_before = bytes_down_;
     const int staleness = config_.split.stalenessAt(epoch);
     const double lr = optim::learningRate(config_.optimizer, epoch, config_.run.epochs);
-    if (scheduler_) {
-      if (epoch > 0) probe(false, stop);  // the link is idle between epochs: refresh the RTT
-      replan(epoch, train_loader_->batchesPerEpoch(), staleness, epoch == 0 ? "start" : "epoch", summary, stop);
+    if (scheduler_ && epoch > first_epoch) {
+      probe(false, stop);  // the link is idle between epochs: refresh the RTT
+      replan(epoch, train_loader_->batchesPerEpoch(), staleness, "epoch", summary, stop);
     }
     optimizer_->setLearningRate(lr);
     current_epoch_ = epoch;

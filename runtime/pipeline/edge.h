@@ -166,7 +166,7 @@ class EdgeTrainer {
   int current_epoch_ = 0;
   int current_staleness_ = 0;
   bool epoch_open_ = false;
-  std::uint64_t eval_step_ = 0;
+  std::uint64_t resync_requests_ = 0;
 
   std::uint64_t session_ = 0;
   std::uint64_t next_step_ = 0;

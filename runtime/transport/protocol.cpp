@@ -147,6 +147,7 @@ void fields(IO& io, Welcome& w) {
 }
 template <typename IO>
 void fields(IO& io, ResyncInfo& r) {
+  io.pod(r.request);
   io.pod(r.oldest_step);
   io.pod(r.next_step);
   io.pod(r.epoch);

@@ -105,6 +105,9 @@ struct Welcome {
 // (every earlier one is applied; their gradients are re-sent from the cloud's cache first)
 // and its epoch.
 struct ResyncInfo {
+  // The edge numbers its requests from 1 and the cloud echoes the number; 0 marks the
+  // cloud's unasked hint ("I lost messages from you: resynchronise").
+  std::uint64_t request = 0;
   std::uint64_t oldest_step = 0;
   std::uint64_t next_step = 0;
   std::uint32_t epoch = 0;

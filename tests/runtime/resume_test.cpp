@@ -118,7 +118,13 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
        emulate: {uplink_mbps: 20, downlink_mbps: 100}}
 )";
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (HasFailure()) {
+      std::fprintf(stderr, "logs kept in %s\n", dir_.c_str());
+    } else {
+      fs::remove_all(dir_);
+    }
+  }
 
   std::unique_ptr<ChildProcess> cloud(const std::string& out, const std::string& tag, bool keep_serving) {
     fs::remove(dir_ / "endpoint");
