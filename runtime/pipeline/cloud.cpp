@@ -487,19 +487,8 @@ void CloudTrainer::onCheckpoint(Session& s, Message& message) {
 
 void CloudTrainer::closeEpoch(Session& s) {
   if (s.epoch < 0 || s.train.steps == 0) return;
-  telemetry::EpochRecord record;
-  record.epoch = s.epoch;
-  record.learning_rate = s.lr;
-  record.train_loss = s.train.loss();
-  record.train_accuracy = s.train.accuracy();
-  record.test_loss = s.eval.loss();
-  record.test_accuracy = s.eval.accuracy();
-  record.train_samples = s.train.samples;
-  record.steps = s.train.steps;
-  record.train_seconds = s.train_seconds;
-  record.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
-  record.split_point = s.split;
-  record.staleness = s.staleness;
+  auto record = epochRecord(s.epoch, s.lr, s.train, s.eval, s.train_seconds,
+                            std::chrono::duration<double>(Clock::now() - s.epoch_start).count(), s.split, s.staleness);
   record.bytes_uplink = s.epoch_bytes_up;
   record.bytes_downlink = s.epoch_bytes_down;
   s.summary.history.push_back(record);
@@ -508,9 +497,7 @@ void CloudTrainer::closeEpoch(Session& s) {
     s.metrics->test_loss->Set(record.test_loss);
     s.metrics->test_accuracy->Set(record.test_accuracy);
   }
-  log_->info("session {:016x} epoch {}: train loss {:.4f} acc {:.2f}% | test acc {:.2f}% | {:.0f} samples/s", s.id,
-             s.epoch + 1, record.train_loss, record.train_accuracy * 100, record.test_accuracy * 100,
-             record.samplesPerSecond());
+  log_->info("session {:016x} {}", s.id, epochLine(record, static_cast<int>(s.hello.epochs)));
   s.train = {};
   s.eval = {};
   s.epoch_bytes_up = 0;

@@ -905,19 +905,8 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
     const auto test = evaluateEpoch(epoch, stop);
     if (stop) break;
 
-    telemetry::EpochRecord record;
-    record.epoch = epoch;
-    record.learning_rate = lr;
-    record.train_loss = train.loss();
-    record.train_accuracy = train.accuracy();
-    record.test_loss = test.loss();
-    record.test_accuracy = test.accuracy();
-    record.train_samples = train.samples;
-    record.steps = train.steps;
-    record.train_seconds = train_seconds;
-    record.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    record.split_point = split_;
-    record.staleness = staleness;
+    auto record = epochRecord(epoch, lr, train, test, train_seconds,
+                              std::chrono::duration<double>(Clock::now() - epoch_start).count(), split_, staleness);
     record.bytes_uplink = bytes_up_ - up_before;
     record.bytes_downlink = bytes_down_ - down_before;
     summary.history.push_back(record);
@@ -927,12 +916,9 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
       metrics_->test_loss->Set(record.test_loss);
       metrics_->test_accuracy->Set(record.test_accuracy);
     }
-    log_->info(
-        "epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s | "
-        "split {} K {} | up {} down {}",
-        epoch + 1, config_.run.epochs, record.train_loss, record.train_accuracy * 100, record.test_loss,
-        record.test_accuracy * 100, record.samplesPerSecond(), record.epoch_seconds, split_, staleness,
-        formatBytes(static_cast<double>(record.bytes_uplink)), formatBytes(static_cast<double>(record.bytes_downlink)));
+    log_->info("{} | split {} K {} | up {} down {}", epochLine(record, config_.run.epochs), split_, staleness,
+               formatBytes(static_cast<double>(record.bytes_uplink)),
+               formatBytes(static_cast<double>(record.bytes_downlink)));
   }
   summary.interrupted = stop.load();
   shutdown(!summary.interrupted, summary.interrupted ? "interrupted" : "completed");

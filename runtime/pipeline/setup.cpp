@@ -1,8 +1,34 @@
 #include "runtime/pipeline/setup.h"
 
+#include <fmt/format.h>
+
 #include "runtime/common/error.h"
 
 namespace tandem::pipeline {
+
+telemetry::EpochRecord epochRecord(int epoch, double learning_rate, const RunningStats& train, const RunningStats& test,
+                                   double train_seconds, double epoch_seconds, int split_point, int staleness) {
+  telemetry::EpochRecord r;
+  r.epoch = epoch;
+  r.learning_rate = learning_rate;
+  r.train_loss = train.loss();
+  r.train_accuracy = train.accuracy();
+  r.test_loss = test.loss();
+  r.test_accuracy = test.accuracy();
+  r.train_samples = train.samples;
+  r.steps = train.steps;
+  r.train_seconds = train_seconds;
+  r.epoch_seconds = epoch_seconds;
+  r.split_point = split_point;
+  r.staleness = staleness;
+  return r;
+}
+
+std::string epochLine(const telemetry::EpochRecord& r, int epochs) {
+  return fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s",
+                     r.epoch + 1, epochs, r.train_loss, r.train_accuracy * 100, r.test_loss, r.test_accuracy * 100,
+                     r.samplesPerSecond(), r.epoch_seconds);
+}
 
 models::ModelSpec modelSpec(const config::Config& config) {
   const data::DatasetInfo info = data::datasetInfo(config.data);

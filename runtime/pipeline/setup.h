@@ -9,6 +9,7 @@
 #include "runtime/data/dataset.h"
 #include "runtime/data/loader.h"
 #include "runtime/models/stage_model.h"
+#include "runtime/telemetry/summary.h"
 
 namespace tandem::pipeline {
 
@@ -38,5 +39,13 @@ struct RunningStats {
   double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0.0; }
   double accuracy() const { return samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0; }
 };
+
+// The record of a finished epoch (bytes are left to the caller).
+telemetry::EpochRecord epochRecord(int epoch, double learning_rate, const RunningStats& train, const RunningStats& test,
+                                   double train_seconds, double epoch_seconds, int split_point, int staleness);
+
+// The one line every trainer prints per epoch: "epoch 2/3: train loss … acc … | test loss
+// … acc … | N samples/s | T s".
+std::string epochLine(const telemetry::EpochRecord& record, int epochs);
 
 }  // namespace tandem::pipeline

@@ -76,23 +76,10 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
     const auto test = evaluate(model, *test_loader, epoch, stop);
     if (stop) break;
 
-    telemetry::EpochRecord record;
-    record.epoch = epoch;
-    record.learning_rate = lr;
-    record.train_loss = stats.loss();
-    record.train_accuracy = stats.accuracy();
-    record.test_loss = test.loss();
-    record.test_accuracy = test.accuracy();
-    record.train_samples = stats.samples;
-    record.steps = stats.steps;
-    record.train_seconds = train_seconds;
-    record.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    record.split_point = n;
-    record.staleness = 0;
+    const auto record = epochRecord(epoch, lr, stats, test, train_seconds,
+                                    std::chrono::duration<double>(Clock::now() - epoch_start).count(), n, 0);
     summary.history.push_back(record);
-    log->info("epoch {}/{}: train loss {:.4f} acc {:.2f}% | test loss {:.4f} acc {:.2f}% | {:.0f} samples/s | {:.1f} s | lr {:.4g}",
-              epoch + 1, config.run.epochs, record.train_loss, record.train_accuracy * 100, record.test_loss,
-              record.test_accuracy * 100, record.samplesPerSecond(), record.epoch_seconds, lr);
+    log->info("{} | lr {:.4g}", epochLine(record, config.run.epochs), lr);
   }
   train_loader->stop();
   test_loader->stop();

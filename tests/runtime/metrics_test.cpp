@@ -35,7 +35,9 @@ TEST(Metrics, NamesFollowPrometheusConventions) {
     const std::string name = (*it)[1];
     const std::string type = (*it)[2];
     EXPECT_EQ(name.rfind("tandem_", 0), 0u) << name;
-    if (type == "counter") EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
+    if (type == "counter") {
+      EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
+    }
     ++families;
   }
   EXPECT_EQ(families, 20);

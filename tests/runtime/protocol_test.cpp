@@ -39,7 +39,7 @@ std::string errorOf(const std::string& frame, const Limits& limits = {}) {
 }
 
 TEST(Protocol, RoundTripsEveryBody) {
-  Hello hello{"edge-1", "run", "cnn", "abcd", 5, 2, 64, 4, "retain", "int8", "none", 3};
+  Hello hello{"edge-1", "run", "cnn", "abcd", 5, 2, 64, 4, "retain", "int8", "none", 3, false, {}};
   auto h = header(MessageType::kHello);
   h.tensors = {floats({2, 3}), floats({4}, "int8")};
   h.tensors[1].bytes = 12;
@@ -163,7 +163,7 @@ TEST(Protocol, AbsurdLengthsAreRejectedBeforeAllocating) {
 }
 
 TEST(Protocol, EveryTruncationIsRejected) {
-  Hello hello{"edge", "run", "cnn", "fp", 5, 2, 64, 4, "recompute", "int8", "none", 3};
+  Hello hello{"edge", "run", "cnn", "fp", 5, 2, 64, 4, "recompute", "int8", "none", 3, false, {}};
   auto h = header(MessageType::kHello);
   h.tensors = {floats({2, 3})};
   const auto frame = encodeHeaderFrame(h, hello);
@@ -174,7 +174,7 @@ TEST(Protocol, EveryTruncationIsRejected) {
 }
 
 TEST(Protocol, RandomMutationsNeverCrash) {
-  Hello hello{"edge", "run", "cnn", "fp", 5, 2, 64, 4, "recompute", "int8", "none", 3};
+  Hello hello{"edge", "run", "cnn", "fp", 5, 2, 64, 4, "recompute", "int8", "none", 3, false, {}};
   auto h = header(MessageType::kHello);
   h.tensors = {floats({2, 3}), floats({7})};
   const auto frame = encodeHeaderFrame(h, hello);

@@ -107,7 +107,7 @@ ZmqOptions edgeOptions(const std::string& endpoint, const CurveKeyPair& edge, co
   return o;
 }
 
-Message hello() { return Message(MessageType::kHello, Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "", "", "", 1}); }
+Message hello() { return Message(MessageType::kHello, Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "", "", "", 1, false, {}}); }
 
 TEST(Curve, AuthorizedEdgeTalksToTheCloud) {
   const auto cloud_keys = generateCurveKeyPair();

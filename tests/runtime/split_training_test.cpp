@@ -245,7 +245,7 @@ class RawPeer {
       std::vector<zmq::message_t> frames;
       zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
       if (zmq::poll(items, 1, std::chrono::milliseconds(5000)) <= 0) throw TransportError("raw peer: no reply");
-      zmq::recv_multipart(socket_, std::back_inserter(frames));
+      if (!zmq::recv_multipart(socket_, std::back_inserter(frames))) throw TransportError("raw peer: no reply");
       auto d = transport::decodeHeaderFrame(frames[0].data(), frames[0].size(), transport::Limits{});
       if (d.header.type != transport::MessageType::kHeartbeat) return d;
     }
@@ -340,7 +340,7 @@ TEST(SplitTraining, HostilePeerCannotDisturbAGoodRun) {
   std::uint64_t session = 0;
   {
     const auto model = buildModel(config);
-    transport::Hello hello{"raw", "raw", "cnn", model.fingerprint(), 5, 2, 16, 0, "recompute", "none", "none", 2};
+    transport::Hello hello{"raw", "raw", "cnn", model.fingerprint(), 5, 2, 16, 0, "recompute", "none", "none", 2, false, {}};
     bad.send(headerOf(MessageType::kHello), hello);
     const auto welcome = bad.next();
     ASSERT_EQ(welcome.header.type, MessageType::kWelcome);

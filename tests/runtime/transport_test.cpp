@@ -56,7 +56,7 @@ class TransportSuite : public ::testing::TestWithParam<std::string> {
 };
 
 Message hello(std::uint64_t step) {
-  Message m(MessageType::kHello, Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "recompute", "none", "none", 1});
+  Message m(MessageType::kHello, Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "recompute", "none", "none", 1, false, {}});
   m.header.step = step;
   return m;
 }
@@ -64,7 +64,7 @@ Message hello(std::uint64_t step) {
 std::vector<zmq::message_t> receiveRaw(zmq::socket_t& socket, std::chrono::milliseconds timeout) {
   std::vector<zmq::message_t> frames;
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
-  if (zmq::poll(items, 1, timeout) > 0) zmq::recv_multipart(socket, std::back_inserter(frames));
+  if (zmq::poll(items, 1, timeout) > 0 && !zmq::recv_multipart(socket, std::back_inserter(frames))) frames.clear();
   return frames;
 }
 

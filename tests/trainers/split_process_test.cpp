@@ -39,6 +39,18 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
   }
   void TearDown() override { fs::remove_all(dir_); }
 
+  // A run that would go on for a long time, for tests that kill one side.
+  void writeEndlessConfig() {
+  std::ofstream(config_) << R"(
+run: {name: procs, epochs: 1000}
+data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
+model: {name: cnn}
+split: {point: 2, staleness: 2}
+security: {mode: plaintext}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5}
+)";
+  }
+
   std::unique_ptr<ChildProcess> startCloud(std::vector<std::string> extra = {}) {
     std::vector<std::string> argv{CLOUD_TRAINER, "--config", config_, "--endpoint-file", (dir_ / "endpoint").string(),
                                   "--set", "run.output_dir=" + (dir_ / "out").string()};
@@ -84,14 +96,7 @@ TEST_F(SplitProcesses, TrainAndBothExitZero) {
 }
 
 TEST_F(SplitProcesses, EdgeNoticesADeadCloud) {
-  std::ofstream(config_) << R"(
-run: {name: procs, epochs: 1000}
-data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
-model: {name: cnn}
-split: {point: 2, staleness: 2}
-security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5}
-)";
+  writeEndlessConfig();
   auto cloud = startCloud();
   auto edge = startEdge();
   std::this_thread::sleep_for(3s);
@@ -103,14 +108,7 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
 }
 
 TEST_F(SplitProcesses, CloudNoticesADeadEdge) {
-  std::ofstream(config_) << R"(
-run: {name: procs, epochs: 1000}
-data: {dataset: synthetic, batch_size: 32, synthetic: {train_size: 4096, height: 12, width: 12}}
-model: {name: cnn}
-split: {point: 2, staleness: 2}
-security: {mode: plaintext}
-link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5}
-)";
+  writeEndlessConfig();
   auto cloud = startCloud();
   auto edge = startEdge();
   std::this_thread::sleep_for(3s);
