@@ -211,12 +211,8 @@ void CloudTrainer::onHello(Message& message) {
     s->metrics->split_point->Set(s->split);
     s->metrics->setCodec(hello.uplink_codec);
   }
-  s->summary.role = "cloud";
-  s->summary.mode = "split";
-  s->summary.run_name = hello.run_name;
-  s->summary.model = hello.model;
-  s->summary.dataset = config_.data.dataset;
-  s->summary.epochs_planned = static_cast<int>(hello.epochs);
+  s->summary = newRunSummary("cloud", "split", hello.run_name, hello.model, config_.data.dataset,
+                             static_cast<int>(hello.epochs));
 
   Message welcome(MessageType::kWelcome, transport::Welcome{});
   auto& body = std::get<transport::Welcome>(welcome.body);

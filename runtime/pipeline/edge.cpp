@@ -838,13 +838,8 @@ void EdgeTrainer::shutdown(bool completed, const std::string& reason) {
 
 telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   const auto start = Clock::now();
-  telemetry::RunSummary summary;
-  summary.role = "edge";
-  summary.mode = "split";
-  summary.run_name = config_.run.name;
-  summary.model = config_.model.name;
-  summary.dataset = config_.data.dataset;
-  summary.epochs_planned = config_.run.epochs;
+  auto summary = newRunSummary("edge", "split", config_.run.name, config_.model.name, config_.data.dataset,
+                               config_.run.epochs);
 
   started_ = start;
   handshake(stop);

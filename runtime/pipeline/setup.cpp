@@ -6,6 +6,18 @@
 
 namespace tandem::pipeline {
 
+telemetry::RunSummary newRunSummary(const char* role, const char* mode, const std::string& run_name,
+                                    const std::string& model, const std::string& dataset, int epochs_planned) {
+  telemetry::RunSummary summary;
+  summary.role = role;
+  summary.mode = mode;
+  summary.run_name = run_name;
+  summary.model = model;
+  summary.dataset = dataset;
+  summary.epochs_planned = epochs_planned;
+  return summary;
+}
+
 telemetry::EpochRecord epochRecord(int epoch, double learning_rate, const RunningStats& train, const RunningStats& test,
                                    double train_seconds, double epoch_seconds, int split_point, int staleness) {
   telemetry::EpochRecord r;

@@ -4,6 +4,7 @@
 // few classes) are reported as ConfigError pointing at that key.
 
 #include <memory>
+#include <string>
 
 #include "runtime/config/config.h"
 #include "runtime/data/dataset.h"
@@ -39,6 +40,10 @@ struct RunningStats {
   double loss() const { return samples ? loss_sum / static_cast<double>(samples) : 0.0; }
   double accuracy() const { return samples ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0; }
 };
+
+// A run summary with the fields every trainer fills in the same way.
+telemetry::RunSummary newRunSummary(const char* role, const char* mode, const std::string& run_name,
+                                    const std::string& model, const std::string& dataset, int epochs_planned);
 
 // The record of a finished epoch (bytes are left to the caller).
 telemetry::EpochRecord epochRecord(int epoch, double learning_rate, const RunningStats& train, const RunningStats& test,

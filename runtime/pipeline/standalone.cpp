@@ -38,13 +38,8 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
             config.model.name, n, config.data.dataset, train_set->size(), test_set->size(),
             train_loader->batchesPerEpoch(), config.data.batch_size);
 
-  telemetry::RunSummary summary;
-  summary.role = "edge";
-  summary.mode = "standalone";
-  summary.run_name = config.run.name;
-  summary.model = config.model.name;
-  summary.dataset = config.data.dataset;
-  summary.epochs_planned = config.run.epochs;
+  auto summary = newRunSummary("edge", "standalone", config.run.name, config.model.name, config.data.dataset,
+                               config.run.epochs);
   const bool interactive = telemetry::Progress::stderrIsInteractive();
 
   for (int epoch = 0; epoch < config.run.epochs && !stop; ++epoch) {

@@ -34,15 +34,6 @@ std::vector<float> decode(const Codec& codec, const std::vector<std::uint8_t>& p
   return out;
 }
 
-std::string decodeError(const Codec& codec, const std::vector<std::uint8_t>& payload, const std::vector<std::int64_t>& shape) {
-  try {
-    decode(codec, payload, shape);
-  } catch (const CodecError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 class AffineBits : public ::testing::TestWithParam<int> {};
 
 TEST_P(AffineBits, MaxErrorIsHalfTheStoredScalePerTensor) {
@@ -153,7 +144,7 @@ TEST_P(AffineBits, RejectsAnotherBitWidth) {
   auto payload = codec->encode(x.data(), {15});
   for (int other : {0, 1, 3, 7, 9, 255, bits == 8 ? 4 : 8}) {
     payload[0] = static_cast<std::uint8_t>(other);
-    EXPECT_THAT(decodeError(*codec, payload, {15}), HasSubstr("bit-width of " + std::to_string(other)));
+    EXPECT_THAT(test::decodeError(*codec, payload, {15}), HasSubstr("bit-width of " + std::to_string(other)));
   }
 }
 
@@ -175,12 +166,12 @@ TEST_P(AffineBits, RejectsNonFiniteOrNegativeScalesAndMinima) {
                         Case{9, -inf, "channel 1 has minimum -inf"}}) {
     auto payload = valid;
     putFloat(payload, c.offset, c.value);
-    EXPECT_THAT(decodeError(*codec, payload, shape), HasSubstr(c.reason));
+    EXPECT_THAT(test::decodeError(*codec, payload, shape), HasSubstr(c.reason));
   }
   const auto tensorCodec = makeAffineQuantCodec(GetParam());
   auto payload = tensorCodec->encode(x.data(), shape);
   putFloat(payload, 5, nan);
-  EXPECT_THAT(decodeError(*tensorCodec, payload, shape), HasSubstr("tensor has scale nan"));
+  EXPECT_THAT(test::decodeError(*tensorCodec, payload, shape), HasSubstr("tensor has scale nan"));
 }
 
 TEST_P(AffineBits, HostileButValidScalesSaturateInsteadOfOverflowing) {

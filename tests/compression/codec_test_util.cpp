@@ -223,4 +223,14 @@ void expectWithinContract(const std::string& spec, const std::vector<float>& x, 
   }
 }
 
+std::string decodeError(const Codec& codec, const std::vector<std::uint8_t>& payload, const std::vector<std::int64_t>& shape) {
+  std::vector<float> out(static_cast<std::size_t>(checkedNumel(shape)));
+  try {
+    codec.decode(payload.data(), payload.size(), shape, out.data());
+  } catch (const CodecError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace tandem::compression::test

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "compression/codec.h"
+
 namespace tandem::compression::test {
 
 // Named float data sets, each of n values from a fixed seed.
@@ -31,6 +33,9 @@ std::string baseSpec(const std::string& spec);
 
 // Bit-exact equality that treats every NaN pattern as itself (memcmp).
 bool sameBits(const std::vector<float>& a, const std::vector<float>& b);
+
+// What decoding `payload` as `shape` throws (CodecError's message), or "(no error)".
+std::string decodeError(const Codec& codec, const std::vector<std::uint8_t>& payload, const std::vector<std::int64_t>& shape);
 
 // A gtest-safe test name for a spec: "topk:0.1+zstd" -> "topk_0_1_zstd".
 std::string specTestName(const std::string& spec);

@@ -1,6 +1,7 @@
 // The +zstd and +lz4 stages: they compress what is compressible, fall back to storing what
 // is not, and reject frames and blocks that disagree with the shape.
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -18,16 +19,6 @@ namespace tandem::compression {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string decodeError(const Codec& codec, const std::vector<std::uint8_t>& payload, const std::vector<std::int64_t>& shape) {
-  std::vector<float> out(static_cast<std::size_t>(checkedNumel(shape)));
-  try {
-    codec.decode(payload.data(), payload.size(), shape, out.data());
-  } catch (const CodecError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 class Stage : public ::testing::TestWithParam<std::string> {};
 
@@ -65,7 +56,7 @@ TEST_P(Stage, RejectsUnknownModes) {
   const std::vector<float> x(8, 0.0f);
   auto payload = codec->encode(x.data(), {8});
   payload[0] = 2;
-  EXPECT_THAT(decodeError(*codec, payload, {8}), HasSubstr("unknown payload mode 2"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {8}), HasSubstr("unknown payload mode 2"));
 }
 
 TEST_P(Stage, KeepsTheInnerCodecsLosslessness) {
@@ -82,7 +73,7 @@ TEST(ZstdStage, RejectsAFrameOfTheWrongSize) {
   const std::vector<float> zeros(36, 0.0f);
   const auto payload = codec->encode(zeros.data(), {36});
   ASSERT_EQ(payload[0], 1);
-  EXPECT_THAT(decodeError(*codec, payload, {3, 5}), HasSubstr("zstd frame decompresses to 144 bytes, expected 60"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {3, 5}), HasSubstr("zstd frame decompresses to 144 bytes, expected 60"));
 }
 
 TEST(ZstdStage, RejectsFramesWithoutContentSizeAndTrailingBytes) {
@@ -95,15 +86,15 @@ TEST(ZstdStage, RejectsFramesWithoutContentSizeAndTrailingBytes) {
   const std::size_t n = ZSTD_compress2(context, frame.data(), frame.size(), zeros.data(), 256);
   ZSTD_freeCCtx(context);
   ASSERT_FALSE(ZSTD_isError(n));
-  std::vector<std::uint8_t> payload{1};
-  payload.insert(payload.end(), frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(n));
-  EXPECT_THAT(decodeError(*codec, payload, {64}), HasSubstr("does not record its decompressed size"));
+  std::vector<std::uint8_t> payload(1 + n, 1);  // mode byte 1 (zstd), then the frame
+  std::copy_n(frame.begin(), n, payload.begin() + 1);
+  EXPECT_THAT(test::decodeError(*codec, payload, {64}), HasSubstr("does not record its decompressed size"));
 
   auto valid = codec->encode(zeros.data(), {64});
   valid.push_back(0);
-  EXPECT_THAT(decodeError(*codec, valid, {64}), HasSubstr("1 bytes follow the zstd frame"));
+  EXPECT_THAT(test::decodeError(*codec, valid, {64}), HasSubstr("1 bytes follow the zstd frame"));
   const std::vector<std::uint8_t> notAFrame{1, 'n', 'o', 't', ' ', 'z', 's', 't', 'd'};
-  EXPECT_THAT(decodeError(*codec, notAFrame, {64}), HasSubstr("not a zstd frame"));
+  EXPECT_THAT(test::decodeError(*codec, notAFrame, {64}), HasSubstr("not a zstd frame"));
 }
 
 TEST(Lz4Stage, RejectsBlocksOfTheWrongSizeAndGarbage) {
@@ -111,10 +102,10 @@ TEST(Lz4Stage, RejectsBlocksOfTheWrongSizeAndGarbage) {
   const std::vector<float> ones(36, 1.0f);
   const auto payload = codec->encode(ones.data(), {36});
   ASSERT_EQ(payload[0], 1);
-  EXPECT_THAT(decodeError(*codec, payload, {3, 5}), HasSubstr("malformed LZ4 block"));
-  EXPECT_THAT(decodeError(*codec, payload, {6, 7}), HasSubstr("LZ4 block decompressed to 144 bytes, expected 168"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {3, 5}), HasSubstr("malformed LZ4 block"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {6, 7}), HasSubstr("LZ4 block decompressed to 144 bytes, expected 168"));
   const std::vector<std::uint8_t> garbage{1, 0xFF, 0xFF, 0xFF, 0x00, 0x10};
-  EXPECT_THAT(decodeError(*codec, garbage, {36}), HasSubstr("malformed LZ4 block"));
+  EXPECT_THAT(test::decodeError(*codec, garbage, {36}), HasSubstr("malformed LZ4 block"));
 }
 
 TEST(LosslessStage, CannotStackOrWrapNothing) {

@@ -27,16 +27,6 @@ std::uint32_t u32At(const std::vector<std::uint8_t>& p, std::size_t offset) {
 
 void putU32(std::vector<std::uint8_t>& p, std::size_t offset, std::uint32_t v) { std::memcpy(p.data() + offset, &v, sizeof v); }
 
-std::string decodeError(const Codec& codec, const std::vector<std::uint8_t>& payload, const std::vector<std::int64_t>& shape) {
-  std::vector<float> out(static_cast<std::size_t>(checkedNumel(shape)));
-  try {
-    codec.decode(payload.data(), payload.size(), shape, out.data());
-  } catch (const CodecError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Topk, CountIsTheCeilingOfRatioTimesNumel) {
   EXPECT_EQ(topkCount(0.1, 0), 0u);
   EXPECT_EQ(topkCount(0.1, 1), 1u);
@@ -107,9 +97,9 @@ TEST(Topk, RejectsKAboveNumel) {
   const auto x = test::normalData(10, 1);
   auto payload = codec->encode(x.data(), {10});
   putU32(payload, 0, 11);
-  EXPECT_THAT(decodeError(*codec, payload, {10}), HasSubstr("k = 11 values, more than the 10 elements"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {10}), HasSubstr("k = 11 values, more than the 10 elements"));
   putU32(payload, 0, 0xFFFFFFFFu);
-  EXPECT_THAT(decodeError(*codec, payload, {10}), HasSubstr("more than the 10 elements"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {10}), HasSubstr("more than the 10 elements"));
 }
 
 TEST(Topk, RejectsAKOtherThanTheRatioGives) {
@@ -117,7 +107,7 @@ TEST(Topk, RejectsAKOtherThanTheRatioGives) {
   const auto x = test::normalData(10, 1);
   auto payload = codec->encode(x.data(), {10});
   putU32(payload, 0, 4);
-  EXPECT_THAT(decodeError(*codec, payload, {10}), HasSubstr("topk:0.5 of 10 elements keeps 5"));
+  EXPECT_THAT(test::decodeError(*codec, payload, {10}), HasSubstr("topk:0.5 of 10 elements keeps 5"));
 }
 
 TEST(Topk, RejectsBadIndices) {
@@ -126,10 +116,10 @@ TEST(Topk, RejectsBadIndices) {
   const auto valid = codec->encode(x.data(), {10});
   auto outOfRange = valid;
   putU32(outOfRange, 4 + 4 * 4, 10);
-  EXPECT_THAT(decodeError(*codec, outOfRange, {10}), HasSubstr("index 10 at position 4 is out of range"));
+  EXPECT_THAT(test::decodeError(*codec, outOfRange, {10}), HasSubstr("index 10 at position 4 is out of range"));
   auto repeated = valid;
   putU32(repeated, 4 + 4 * 2, u32At(valid, 4 + 4 * 1));
-  EXPECT_THAT(decodeError(*codec, repeated, {10}), HasSubstr("not strictly increasing at position 2"));
+  EXPECT_THAT(test::decodeError(*codec, repeated, {10}), HasSubstr("not strictly increasing at position 2"));
 }
 
 TEST(Topk, FailedDecodeLeavesOutputUntouched) {
