@@ -5,8 +5,9 @@ links (loopback, link.emulate):
   regret      for uplink 1, 10, 100, 1000 Mbit/s: the measured epoch time with
               split.point: auto against every fixed (split, codec) pair measured the
               same way; regret = auto / best fixed − 1.
-  adaptation  a step drop of the uplink mid-epoch: samples/s before and after, the steps
-              until the re-partition, next to the fixed split that was best before the drop.
+  adaptation  the step-drop trace (benchmarks/traces/step_drop.csv: 50 -> 5 Mbit/s up,
+              100 -> 20 down, at 30 s): samples/s before and after, the steps until the
+              re-partition, next to the fixed pair that auto chose before the drop.
   prediction  predicted vs measured epoch time over every run of `regret` (error %).
 
     benchmarks/scheduler_benchmark.py [regret] [adaptation] [--batches 30] [--out DIR]
@@ -104,9 +105,13 @@ def regret(args):
 def adaptation(args):
     out = Path(args.out) / "adaptation"
     out.mkdir(parents=True, exist_ok=True)
-    trace = out / "drop.csv"
-    trace.write_text(f"time_s,uplink_mbps,downlink_mbps\n0,{args.before},{4 * args.before}\n"
-                     f"{args.drop_at},{args.after},{4 * args.after}\n")
+    trace = Path(args.trace).resolve()
+    rows = [r for r in csv.reader(line for line in open(trace) if not line.startswith("#"))][1:]
+    if len(rows) != 2:
+        raise SystemExit(f"{trace}: adaptation wants a trace with one step (two rows), found {len(rows)}")
+    args.drop_at = float(rows[1][0])
+    print(f"trace {trace.name}: uplink {float(rows[0][1]):g} -> {float(rows[1][1]):g} Mbit/s, downlink "
+          f"{float(rows[0][2]):g} -> {float(rows[1][2]):g} Mbit/s at {args.drop_at:g} s", flush=True)
     settings = base_settings(args, 0, 0, str(out))
     settings.update({"link.emulate.trace": str(trace), "data.max_train_batches": args.adapt_batches,
                      "split.point": "auto", "scheduler.replan_threshold": 0.3})
@@ -147,10 +152,9 @@ def main():
     parser.add_argument("--batches", type=int, default=30, help="training batches per regret run")
     parser.add_argument("--uplinks", type=float, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--rtt", type=float, default=20.0)
-    parser.add_argument("--before", type=float, default=50.0, help="adaptation: uplink Mbit/s before the drop")
-    parser.add_argument("--after", type=float, default=2.0, help="adaptation: uplink Mbit/s after the drop")
-    parser.add_argument("--drop-at", type=float, default=15.0, help="adaptation: seconds into the run")
-    parser.add_argument("--adapt-batches", type=int, default=400)
+    parser.add_argument("--trace", default=str(ROOT / "benchmarks" / "traces" / "step_drop.csv"),
+                        help="adaptation: a one-step trace (time_s,uplink_mbps,downlink_mbps)")
+    parser.add_argument("--adapt-batches", type=int, default=700, help="adaptation: batches (enough to outlast the drop)")
     parser.add_argument("--out", default=None, help="keep run folders here (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
