@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/common/error.h"
@@ -152,6 +153,29 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s:
     }
     return false;
   }
+  // The undisturbed run every interrupted one is compared with; both trainers exit 0.
+  void runReference(const std::string& out) {
+    auto c = cloud(out, "reference", false);
+    auto e = edge(out, "reference", false);
+    ASSERT_EQ(e->wait(120s), 0) << e->output();
+    ASSERT_EQ(c->wait(30s), 0) << c->output();
+  }
+
+  // The largest absolute difference between the final parameters and optimizer state of
+  // two runs (infinite, with a failure, when they cannot be compared).
+  static double largestDifference(const std::string& a_out, const std::string& b_out) {
+    const auto a = finalState(a_out);
+    const auto b = finalState(b_out);
+    EXPECT_EQ(a.size(), b.size());
+    EXPECT_FALSE(a.empty());
+    if (a.size() != b.size() || a.empty()) return std::numeric_limits<double>::infinity();
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
+    }
+    return worst;
+  }
+
   // The final checkpoints of both sides: the whole model and optimizer state.
   static std::vector<torch::Tensor> finalState(const std::string& out) {
     std::vector<torch::Tensor> all;
@@ -180,12 +204,7 @@ class KillAndResume : public TrainerRuns, public ::testing::WithParamInterface<s
 
 TEST_P(KillAndResume, EndsWithTheSameParameters) {
   const auto reference_out = (dir_ / "reference").string();
-  {
-    auto c = cloud(reference_out, "reference", false);
-    auto e = edge(reference_out, "reference", false);
-    ASSERT_EQ(e->wait(120s), 0) << e->output();
-    ASSERT_EQ(c->wait(30s), 0) << c->output();
-  }
+  ASSERT_NO_FATAL_FAILURE(runReference(reference_out));
 
   const auto out = (dir_ / "interrupted").string();
   const bool kill_edge = GetParam() == "edge";
@@ -215,15 +234,7 @@ TEST_P(KillAndResume, EndsWithTheSameParameters) {
       EXPECT_EQ(c2->wait(30s), 0) << c2->output();
     }
   }
-  const auto a = finalState(reference_out);
-  const auto b = finalState(out);
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
-  }
-  EXPECT_LE(worst, 1e-6);
+  EXPECT_LE(largestDifference(reference_out, out), 1e-6);
   // The resumed edge's summary covers both epochs.
   std::ifstream summary(out + "/summary-edge.json");
   std::stringstream text;
@@ -238,12 +249,7 @@ INSTANTIATE_TEST_SUITE_P(Side, KillAndResume, ::testing::Values("edge", "cloud")
 // update is applied exactly once: the result equals an undisturbed run.
 TEST_F(TrainerRuns, ShortOutageIsBridged) {
   const auto reference_out = (dir_ / "reference").string();
-  {
-    auto c = cloud(reference_out, "reference", false);
-    auto e = edge(reference_out, "reference", false);
-    ASSERT_EQ(e->wait(120s), 0) << e->output();
-    ASSERT_EQ(c->wait(30s), 0) << c->output();
-  }
+  ASSERT_NO_FATAL_FAILURE(runReference(reference_out));
   const auto out = (dir_ / "outage").string();
   // Outages on both sides, timed from each process's start (so not quite aligned): one
   // shorter than peer_timeout_s (only lost messages reveal it) and one longer.
@@ -255,14 +261,7 @@ TEST_F(TrainerRuns, ShortOutageIsBridged) {
   ASSERT_EQ(e->wait(120s), 0) << e->output();
   ASSERT_EQ(c->wait(30s), 0) << c->output();
   EXPECT_THAT(e->output(), HasSubstr("resynchronised with the cloud"));
-  const auto a = finalState(reference_out);
-  const auto b = finalState(out);
-  ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
-  }
-  EXPECT_LE(worst, 1e-6);
+  EXPECT_LE(largestDifference(reference_out, out), 1e-6);
 }
 
 // An outage longer than the grace period ends the run with a clear message, and the
