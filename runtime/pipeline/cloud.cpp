@@ -571,23 +571,28 @@ void CloudTrainer::endSession(const std::string& peer, bool completed, const std
   sessions_.erase(it);
 }
 
-void CloudTrainer::handle(Message& message) {
-  const std::string peer = message.peer;
-  auto it = sessions_.find(peer);
+void CloudTrainer::onLinkEvent(const transport::LinkEvent& event) {
+  auto it = sessions_.find(event.peer);
   Session* s = it == sessions_.end() ? nullptr : it->second.get();
-  if (message.link_trouble) {
+  if (event.kind == transport::LinkEvent::Kind::kTrouble) {
     if (s) sendResync(*s);  // messages from this edge were lost: tell it where we stand
     return;
   }
-  if (message.peer_lost) {
+  {
+    const std::string& peer = event.peer;
     if (s) {
       log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s->hello.edge_name,
                   s->epoch + 1, config_.link.peer_timeout_s);
       if (s->metrics) s->metrics->errors_timeout->Increment();
       endSession(peer, false, "edge went silent");
     }
-    return;
   }
+}
+
+void CloudTrainer::handle(Message& message) {
+  const std::string peer = message.peer;
+  auto it = sessions_.find(peer);
+  Session* s = it == sessions_.end() ? nullptr : it->second.get();
   const auto type = message.header.type;
   try {
     if (type == MessageType::kError) {
@@ -648,8 +653,14 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
       transport_->close(std::chrono::milliseconds(1000));
       return CloudOutcome::kInterrupted;
     }
-    auto message = transport_->receive(std::chrono::milliseconds(100));
-    if (message) handle(*message);
+    auto incoming = transport_->receive(std::chrono::milliseconds(100));
+    if (incoming) {
+      if (auto* event = transport::asEvent(*incoming)) {
+        onLinkEvent(*event);
+      } else {
+        handle(*transport::asMessage(*incoming));
+      }
+    }
     if (!sessions_.empty()) seen_session = true;
     if (!options_.keep_serving && sessions_.empty() && completed_ + failed_ > 0) break;
     if (!seen_session && config_.link.accept_timeout_s > 0 &&

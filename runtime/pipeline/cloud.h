@@ -59,6 +59,7 @@ class CloudTrainer {
   struct Session;
 
   void handle(transport::Message& message);
+  void onLinkEvent(const transport::LinkEvent& event);
   void onHello(transport::Message& message);
   void onActivations(Session& s, transport::Message& message, bool train);
   void onEpochBegin(Session& s, transport::Message& message);

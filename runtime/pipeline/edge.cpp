@@ -173,14 +173,16 @@ std::optional<Message> EdgeTrainer::next(std::chrono::milliseconds wait, const s
     } else {
       const auto left = std::max(std::chrono::milliseconds(0),
                                  std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-      message = transport_->receive(left);
-      if (message) bytes_down_ += message->wire_bytes;
+      auto incoming = transport_->receive(left);
+      if (!incoming) return std::nullopt;
+      if (transport::asEvent(*incoming)) {
+        if (session_ != 0) recover();
+        continue;
+      }
+      message = std::move(std::get<Message>(*incoming));
+      bytes_down_ += message->wire_bytes;
     }
     if (!message) return std::nullopt;
-    if (message->link_trouble) {
-      if (session_ != 0) recover();
-      continue;
-    }
     const auto type = message->header.type;
     const auto step = message->header.step;
     if (type == MessageType::kResyncReply) {
@@ -254,10 +256,10 @@ void EdgeTrainer::recover() {
       next_ask = Clock::now() + std::chrono::seconds(2);
     }
     // Throws TransportError once the cloud has been silent past the reconnect grace.
-    auto message = transport_->receive(std::chrono::milliseconds(100));
-    if (!message) continue;
+    auto incoming = transport_->receive(std::chrono::milliseconds(100));
+    if (!incoming || transport::asEvent(*incoming)) continue;
+    auto message = transport::asMessage(*incoming);
     bytes_down_ += message->wire_bytes;
-    if (message->link_trouble) continue;
     if (message->header.type == MessageType::kResyncReply) {
       // Only the answer to this request counts: the cloud sent the gradients it has for
       // our batches just before it.

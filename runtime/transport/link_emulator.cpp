@@ -63,7 +63,7 @@ void LinkEmulator::run() {
   }
 }
 
-std::optional<Message> LinkEmulator::receive(std::chrono::milliseconds timeout) { return inner_->receive(timeout); }
+std::optional<Incoming> LinkEmulator::receive(std::chrono::milliseconds timeout) { return inner_->receive(timeout); }
 
 void LinkEmulator::close(std::chrono::milliseconds linger) {
   {

@@ -35,7 +35,7 @@ class LinkEmulator final : public Transport {
   ~LinkEmulator() override;
 
   void send(Message message) override;
-  std::optional<Message> receive(std::chrono::milliseconds timeout) override;
+  std::optional<Incoming> receive(std::chrono::milliseconds timeout) override;
   TransportStats stats() const override { return inner_->stats(); }
   std::string endpoint() const override { return inner_->endpoint(); }
   void close(std::chrono::milliseconds linger) override;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "runtime/transport/protocol.h"
@@ -24,10 +25,6 @@ struct Message {
   Body body;
   std::vector<zmq::message_t> payloads;  // one per header.tensors entry
   std::string peer;                      // routing id of the sender / recipient (cloud side)
-  bool peer_lost = false;                // synthetic: `peer` is gone (silent past the grace period)
-  // synthetic: messages from `peer` were lost (a sequence gap), or it has been silent for
-  // peer_timeout (still within the reconnect grace): time to resynchronise.
-  bool link_trouble = false;
   std::uint64_t wire_bytes = 0;          // received messages: header and payload bytes
   double received_at = 0.0;              // received messages: steady clock (s) when complete
 
@@ -36,6 +33,27 @@ struct Message {
   Message(Message&&) = default;
   Message& operator=(Message&&) = default;
 };
+
+// Something the transport observed about a peer rather than a message from it, delivered
+// in order with that peer's messages.
+struct LinkEvent {
+  enum class Kind {
+    // Messages from `peer` were lost (a sequence gap), or it has been silent for
+    // peer_timeout (still within the reconnect grace): time to resynchronise.
+    kTrouble,
+    // `peer` has been silent past the reconnect grace: it is gone (binding side only; the
+    // connecting side's receive() throws instead).
+    kPeerLost,
+  };
+  Kind kind = Kind::kTrouble;
+  std::string peer;  // routing id (cloud side); empty on the edge
+};
+
+// What receive() delivers: a valid message, or an event about a peer.
+using Incoming = std::variant<Message, LinkEvent>;
+
+inline Message* asMessage(Incoming& incoming) { return std::get_if<Message>(&incoming); }
+inline const LinkEvent* asEvent(const Incoming& incoming) { return std::get_if<LinkEvent>(&incoming); }
 
 struct TransportStats {
   std::uint64_t bytes_sent = 0;
@@ -67,11 +85,11 @@ class Transport {
   // failed.
   virtual void send(Message message) = 0;
 
-  // The next valid incoming message, or nullopt after `timeout`. Invalid messages never
-  // reach the caller: they are logged, counted, and answered with an Error. On the edge
-  // side a silent peer (no traffic for peer_timeout) throws TransportError; on the cloud
-  // side it arrives as a message with peer_lost set.
-  virtual std::optional<Message> receive(std::chrono::milliseconds timeout) = 0;
+  // The next valid incoming message or link event, or nullopt after `timeout`. Invalid
+  // messages never reach the caller: they are logged, counted, and answered with an Error.
+  // On the edge side a peer silent past the reconnect grace throws TransportError; on the
+  // cloud side it arrives as a LinkEvent::kPeerLost.
+  virtual std::optional<Incoming> receive(std::chrono::milliseconds timeout) = 0;
 
   virtual TransportStats stats() const = 0;
 

@@ -75,7 +75,7 @@ void ZmqTransport::send(Message message) {
   wake();
 }
 
-std::optional<Message> ZmqTransport::receive(std::chrono::milliseconds timeout) {
+std::optional<Incoming> ZmqTransport::receive(std::chrono::milliseconds timeout) {
   auto message = inbound_.pop(timeout);
   if (message) return message;
   std::lock_guard<std::mutex> lock(failure_mutex_);
@@ -438,10 +438,7 @@ void ZmqTransport::handleIncoming(std::vector<zmq::message_t>& frames) {
     lost_ += missing;
     log_->warn("{}: {} message(s) lost before {} (sequence {})", peerName(peer_id), missing,
                messageTypeName(h.type), h.sequence);
-    Message trouble;
-    trouble.peer = peer_id;
-    trouble.link_trouble = true;
-    inbound_.push(std::move(trouble));
+    inbound_.push(LinkEvent{LinkEvent::Kind::kTrouble, peer_id});
   }
   peer.next_in = h.sequence + 1;
   peer.known = true;
@@ -494,19 +491,13 @@ void ZmqTransport::checkPeers(zmq::socket_t& socket) {
       log_->warn("{} silent for {:.1f} s: waiting up to {:.1f} s more for the link to come back", peerName(it->first),
                  std::chrono::duration<double>(now - peer.last_heard).count(),
                  std::chrono::duration<double>(options_.reconnect_grace).count());
-      Message silent;
-      silent.peer = it->first;
-      silent.link_trouble = true;
-      inbound_.push(std::move(silent));
+      inbound_.push(LinkEvent{LinkEvent::Kind::kTrouble, it->first});
     }
     if (now - peer.last_heard > options_.peer_timeout + options_.reconnect_grace) {
       const double seconds = std::chrono::duration<double>(now - peer.last_heard).count();
       if (options_.mode == ZmqOptions::Mode::kBind) {
         log_->warn("{} silent for {:.1f} s: considered gone", peerName(it->first), seconds);
-        Message lost;
-        lost.peer = it->first;
-        lost.peer_lost = true;
-        inbound_.push(std::move(lost));
+        inbound_.push(LinkEvent{LinkEvent::Kind::kPeerLost, it->first});
         it = peers_.erase(it);
         continue;
       }

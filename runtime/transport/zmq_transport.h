@@ -48,8 +48,7 @@ struct ZmqOptions {
   std::size_t queue_capacity = 64;       // messages, each direction
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
   CurveOptions curve;
-  // After peer_timeout of silence the peer is reported silent (a message with
-  // link_trouble set) and only declared lost after this much more: a link outage shorter
+  // After peer_timeout of silence the peer is reported silent (a LinkEvent::kTrouble) and only declared lost after this much more: a link outage shorter
   // than the grace period does not end the run.
   std::chrono::milliseconds reconnect_grace{0};
   // Fault injection (link.emulate.outages): during each [start, start + duration) seconds
@@ -67,7 +66,7 @@ class ZmqTransport final : public Transport {
   ZmqTransport& operator=(const ZmqTransport&) = delete;
 
   void send(Message message) override;
-  std::optional<Message> receive(std::chrono::milliseconds timeout) override;
+  std::optional<Incoming> receive(std::chrono::milliseconds timeout) override;
   TransportStats stats() const override;
   void close(std::chrono::milliseconds linger) override;
 
@@ -105,7 +104,7 @@ class ZmqTransport final : public Transport {
   int wake_fd_ = -1;
 
   BoundedQueue<Message> outbound_;
-  BoundedQueue<Message> inbound_;
+  BoundedQueue<Incoming> inbound_;
   std::deque<Message> pending_;  // socket thread only: dequeued, not yet accepted by ZeroMQ
   std::map<std::string, PeerState> peers_;  // socket thread only
   zmq::socket_t* socket_ = nullptr;         // socket thread only

@@ -1,3 +1,4 @@
+#include "tests/runtime/receive_util.h"
 #include "runtime/transport/link_emulator.h"
 
 #include <gmock/gmock.h>
@@ -87,12 +88,12 @@ Message withPayload(std::size_t bytes) {
 double roundTrip(ShapedPair& p, std::size_t bytes) {
   const auto start = Clock::now();
   p.edge->send(withPayload(bytes));
-  auto got = p.cloud->receive(30s);
+  auto got = tandem::test_util::receiveMessage(*p.cloud, 30s);
   EXPECT_TRUE(got);
   Message reply(MessageType::kEvalResult, StepResult{});
   reply.peer = got->peer;
   p.cloud->send(std::move(reply));
-  EXPECT_TRUE(p.edge->receive(30s));
+  EXPECT_TRUE(tandem::test_util::receiveMessage(*p.edge, 30s));
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
@@ -116,7 +117,7 @@ TEST(LinkEmulator, BackToBackMessagesQueue) {
   roundTrip(p, 100);
   const auto start = Clock::now();
   for (int i = 0; i < 4; ++i) p.edge->send(withPayload(100'000));  // 0.1 s each at 8 Mbit/s
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(p.cloud->receive(10s));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(tandem::test_util::receiveMessage(*p.cloud, 10s));
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_NEAR(seconds, 0.4, 0.04);
 }

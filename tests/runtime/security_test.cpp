@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/runtime/receive_util.h"
 #include "runtime/transport/curve.h"
 #include "runtime/transport/zmq_transport.h"
 #include "tests/runtime/split_test_util.h"
@@ -115,13 +116,13 @@ TEST(Curve, AuthorizedEdgeTalksToTheCloud) {
   ZmqTransport cloud(cloudOptions(cloud_keys, {edge_keys.public_key}));
   ZmqTransport edge(edgeOptions(cloud.endpoint(), edge_keys, cloud_keys.public_key));
   edge.send(hello());
-  auto got = cloud.receive(5s);
+  auto got = tandem::test_util::receiveMessage(cloud, 5s);
   ASSERT_TRUE(got);
   EXPECT_EQ(std::get<Hello>(got->body).model, "cnn");
   Message reply(MessageType::kWelcome, Welcome{});
   reply.peer = got->peer;
   cloud.send(std::move(reply));
-  EXPECT_TRUE(edge.receive(5s));
+  EXPECT_TRUE(tandem::test_util::receiveMessage(edge, 5s));
   EXPECT_EQ(cloud.stats().connections_refused, 0u);
 }
 
@@ -132,9 +133,9 @@ TEST(Curve, UnknownKeyGetsNothingAndTheCloudLogsIt) {
   ZmqTransport cloud(cloudOptions(cloud_keys, {allowed.public_key}));
   ZmqTransport edge(edgeOptions(cloud.endpoint(), stranger, cloud_keys.public_key));
   edge.send(hello());
-  EXPECT_FALSE(cloud.receive(1500ms).has_value());  // the cloud never sees the Hello
+  EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());  // the cloud never sees the Hello
   try {
-    edge.receive(3s);
+    tandem::test_util::receiveMessage(edge, 3s);
     FAIL() << "the edge was not told";
   } catch (const TransportError& e) {
     EXPECT_THAT(e.what(), HasSubstr("the cloud refused this edge's CURVE key"));
@@ -150,9 +151,9 @@ TEST(Curve, PlaintextEdgeIsRefusedByACurveCloud) {
   plain.endpoint = cloud.endpoint();
   ZmqTransport edge(plain);
   edge.send(hello());
-  EXPECT_FALSE(cloud.receive(1500ms).has_value());
+  EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());
   try {
-    edge.receive(3s);
+    tandem::test_util::receiveMessage(edge, 3s);
     FAIL() << "the edge was not told";
   } catch (const TransportError& e) {
     EXPECT_THAT(e.what(), HasSubstr("security.mode"));
@@ -165,7 +166,7 @@ TEST(Curve, WrongCloudKeyNeverConnects) {
   ZmqTransport cloud(cloudOptions(cloud_keys, {edge_keys.public_key}));
   ZmqTransport edge(edgeOptions(cloud.endpoint(), edge_keys, generateCurveKeyPair().public_key));
   edge.send(hello());
-  EXPECT_FALSE(cloud.receive(2s).has_value());
+  EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 2s).has_value());
 }
 
 TEST_F(Keys, SplitTrainingOverCurve) {
@@ -184,8 +185,8 @@ split: {point: 1}
   cloud_config.security = {"curve", path("cloud.key"), "", path("authorized")};
   auto edge_config = base;
   edge_config.security = {"curve", path("edge.key"), path("cloud.pub"), ""};
-  tandem::testing::CloudThread cloud(cloud_config);
-  auto edge = tandem::testing::makeEdge(edge_config, cloud.endpoint);
+  tandem::test_util::CloudThread cloud(cloud_config);
+  auto edge = tandem::test_util::makeEdge(edge_config, cloud.endpoint);
   std::atomic<bool> stop{false};
   const auto summary = edge->run(stop);
   cloud.join();

@@ -6,6 +6,7 @@
 #include <thread>
 #include <zmq_addon.hpp>
 
+#include "tests/runtime/receive_util.h"
 #include "runtime/transport/tensor_frames.h"
 #include "runtime/transport/zmq_transport.h"
 
@@ -73,7 +74,7 @@ TEST_P(TransportSuite, DeliversInOrderBothWays) {
   for (std::uint64_t i = 0; i < 50; ++i) p.edge->send(hello(i));
   std::string peer;
   for (std::uint64_t i = 0; i < 50; ++i) {
-    auto m = p.cloud->receive(2s);
+    auto m = tandem::test_util::receiveMessage(*p.cloud, 2s);
     ASSERT_TRUE(m) << "message " << i;
     EXPECT_EQ(m->header.step, i);
     EXPECT_EQ(m->header.sequence, i);
@@ -87,7 +88,7 @@ TEST_P(TransportSuite, DeliversInOrderBothWays) {
     p.cloud->send(std::move(r));
   }
   for (std::uint64_t i = 0; i < 20; ++i) {
-    auto m = p.edge->receive(2s);
+    auto m = tandem::test_util::receiveMessage(*p.edge, 2s);
     ASSERT_TRUE(m);
     EXPECT_EQ(m->header.step, i);
     EXPECT_EQ(std::get<StepResult>(m->body).correct, 3);
@@ -99,7 +100,7 @@ TEST_P(TransportSuite, DeliversInOrderBothWays) {
 TEST_P(TransportSuite, ReceiveTimesOut) {
   auto p = makePair();
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(p.cloud->receive(150ms).has_value());
+  EXPECT_FALSE(tandem::test_util::receiveMessage(*p.cloud, 150ms).has_value());
   EXPECT_GE(std::chrono::steady_clock::now() - start, 140ms);
 }
 
@@ -115,7 +116,7 @@ TEST_P(TransportSuite, TensorsTravelIntact) {
     m.payloads.push_back(std::move(f.frame));
   }
   p.edge->send(std::move(m));
-  auto got = p.cloud->receive(2s);
+  auto got = tandem::test_util::receiveMessage(*p.cloud, 2s);
   ASSERT_TRUE(got);
   ASSERT_EQ(got->payloads.size(), 2u);
   const auto a = frameToTensor(got->header.tensors[0], std::move(got->payloads[0]), codecs);
@@ -136,7 +137,7 @@ TEST_P(TransportSuite, ReceiverFollowsTheCodecOfEachMessage) {
     p.edge->send(std::move(m));
   }
   for (const std::string spec : {"int8", "fp16", "raw", "topk:0.5", "int4"}) {
-    auto got = p.cloud->receive(2s);
+    auto got = tandem::test_util::receiveMessage(*p.cloud, 2s);
     ASSERT_TRUE(got);
     EXPECT_EQ(got->header.tensors[0].codec, spec);
     const auto t = frameToTensor(got->header.tensors[0], std::move(got->payloads[0]), codecs);
@@ -172,7 +173,7 @@ TEST_P(TransportSuite, InvalidMessagesGetAnErrorAndServingContinues) {
 
   // The good edge is unaffected.
   p.edge->send(hello(0));
-  auto m = p.cloud->receive(2s);
+  auto m = tandem::test_util::receiveMessage(*p.cloud, 2s);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->header.type, MessageType::kHello);
 }
@@ -186,10 +187,10 @@ TEST_P(TransportSuite, SequenceGapsAreCountedAndReplaysRejected) {
   raw.send(zmq::buffer(encodeHeaderFrame(h, EpochInfo{})), zmq::send_flags::none);
   auto trouble = p.cloud->receive(2s);  // the pipeline hears of the loss first
   ASSERT_TRUE(trouble);
-  EXPECT_TRUE(trouble->link_trouble);
-  auto first = p.cloud->receive(2s);
+  ASSERT_NE(asEvent(*trouble), nullptr);
+  EXPECT_EQ(asEvent(*trouble)->kind, LinkEvent::Kind::kTrouble);
+  auto first = tandem::test_util::receiveMessage(*p.cloud, 2s);
   ASSERT_TRUE(first);
-  EXPECT_FALSE(first->link_trouble);
   EXPECT_EQ(first->header.sequence, 5u);
   EXPECT_EQ(p.cloud->stats().messages_lost, 5u);
   h.sequence = 3;  // a replay of an older message
@@ -201,22 +202,22 @@ TEST_P(TransportSuite, SequenceGapsAreCountedAndReplaysRejected) {
     decoded = decodeHeaderFrame(reply[0].data(), reply[0].size(), Limits{});
   } while (decoded.header.type == MessageType::kHeartbeat);
   EXPECT_THAT(std::get<ErrorInfo>(decoded.body).message, HasSubstr("has sequence 3, expected 6 or later"));
-  EXPECT_FALSE(p.cloud->receive(100ms).has_value());
+  EXPECT_FALSE(tandem::test_util::receiveMessage(*p.cloud, 100ms).has_value());
 }
 
 TEST_P(TransportSuite, HeartbeatsKeepAnIdleLinkAlive) {
   auto p = makePair();
   p.edge->send(hello(0));
-  auto m = p.cloud->receive(2s);
+  auto m = tandem::test_util::receiveMessage(*p.cloud, 2s);
   ASSERT_TRUE(m);
   Message r(MessageType::kWelcome, Welcome{});
   r.peer = m->peer;
   p.cloud->send(std::move(r));
-  ASSERT_TRUE(p.edge->receive(2s));
+  ASSERT_TRUE(tandem::test_util::receiveMessage(*p.edge, 2s));
   // Idle for three peer timeouts: heartbeats flow, nobody is declared lost.
   std::this_thread::sleep_for(1800ms);
-  EXPECT_FALSE(p.cloud->receive(10ms).has_value());
-  EXPECT_NO_THROW(p.edge->receive(10ms));
+  EXPECT_FALSE(tandem::test_util::receiveMessage(*p.cloud, 10ms).has_value());
+  EXPECT_NO_THROW(tandem::test_util::receiveMessage(*p.edge, 10ms));
 }
 
 TEST_P(TransportSuite, SilentEdgeIsReportedLost) {
@@ -225,13 +226,14 @@ TEST_P(TransportSuite, SilentEdgeIsReportedLost) {
   Header h;
   h.type = MessageType::kHello;
   raw.send(zmq::buffer(encodeHeaderFrame(h, Hello{})), zmq::send_flags::none);
-  auto first = p.cloud->receive(2s);
+  auto first = tandem::test_util::receiveMessage(*p.cloud, 2s);
   ASSERT_TRUE(first);
   const auto start = std::chrono::steady_clock::now();
   auto lost = p.cloud->receive(3s);
   ASSERT_TRUE(lost);
-  EXPECT_TRUE(lost->peer_lost);
-  EXPECT_EQ(lost->peer, first->peer);
+  ASSERT_NE(asEvent(*lost), nullptr);
+  EXPECT_EQ(asEvent(*lost)->kind, LinkEvent::Kind::kPeerLost);
+  EXPECT_EQ(asEvent(*lost)->peer, first->peer);
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_LT(waited, 2s);
 }
@@ -253,7 +255,7 @@ TEST_P(TransportSuite, SilentCloudFailsTheEdge) {
   const std::string welcome = encodeHeaderFrame(h, Welcome{});
   std::array<zmq::const_buffer, 2> reply = {zmq::buffer(frames[0].data(), frames[0].size()), zmq::buffer(welcome)};
   zmq::send_multipart(router, reply);
-  ASSERT_TRUE(edge.receive(2s));
+  ASSERT_TRUE(tandem::test_util::receiveMessage(edge, 2s));
   try {
     while (true) {
       if (!edge.receive(3s)) FAIL() << "no failure reported";

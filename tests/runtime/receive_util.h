@@ -1,0 +1,23 @@
+#pragma once
+// Tests that expect a message, not a link event, from Transport::receive.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+
+#include "runtime/transport/transport.h"
+
+namespace tandem::test_util {
+
+// The next message within `timeout`; a link event instead is a test failure.
+inline std::optional<transport::Message> receiveMessage(transport::Transport& transport,
+                                                        std::chrono::milliseconds timeout) {
+  auto incoming = transport.receive(timeout);
+  if (!incoming) return std::nullopt;
+  if (auto* message = transport::asMessage(*incoming)) return std::move(*message);
+  ADD_FAILURE() << "expected a message, got a link event";
+  return std::nullopt;
+}
+
+}  // namespace tandem::test_util
