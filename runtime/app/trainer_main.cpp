@@ -24,15 +24,23 @@
 namespace tandem::app {
 namespace {
 
-// The one process-wide flag: set by SIGINT/SIGTERM, read by the training loops. A second
-// signal while stopping exits at once.
+// The process-wide flags: the first SIGINT/SIGTERM sets g_stop (finish the step in flight,
+// write what the run has), a second one g_abort (wait for nothing more: tell the cloud and
+// exit). If the trainer does not get out within kAbortGraceSeconds, the process exits
+// anyway.
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_abort{false};
+constexpr unsigned kAbortGraceSeconds = 3;
+
+extern "C" void onAlarm(int) { std::_Exit(kExitInterrupted); }
 
 extern "C" void onSignal(int signal) {
   if (g_stop.exchange(true)) {
-    static const char message[] = "\nsecond interrupt: exiting now\n";
+    if (g_abort.exchange(true)) std::_Exit(128 + signal);
+    static const char message[] = "\nsecond interrupt: telling the peer and exiting\n";
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, message, sizeof message - 1);
-    std::_Exit(128 + signal);
+    ::alarm(kAbortGraceSeconds);
+    return;
   }
   static const char message[] = "\ninterrupt: finishing the current step and writing the summary "
                                 "(interrupt again to exit at once)\n";
@@ -45,6 +53,10 @@ void installSignalHandlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  struct sigaction alarm_action {};
+  alarm_action.sa_handler = onAlarm;
+  sigemptyset(&alarm_action.sa_mask);
+  sigaction(SIGALRM, &alarm_action, nullptr);
 }
 
 }  // namespace
@@ -88,7 +100,8 @@ int trainerMain(Role role, int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}));
   cli.set_version_flag("--version", "tandem 0.1.0");
   cli.footer(
-      "Exit codes: 0 success, 1 failure, 2 bad command line or config, 130 interrupted.\n"
+      "Exit codes: 0 success, 1 failure, 2 bad command line or config, 130 interrupted (cloud: also when the\n"
+      "edge interrupted its run). Interrupt once to stop after the step in flight, twice to stop at once.\n"
       "Config keys and examples: see README.md and configs/.");
 
   try {
@@ -118,7 +131,7 @@ int trainerMain(Role role, int argc, char** argv) {
     }
     if (role == Role::kEdge) {
       pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"), metrics.get(), resume);
-      const auto summary = edge.run(g_stop);
+      const auto summary = edge.run(g_stop, &g_abort);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
     auto transport = pipeline::makeTransport(config, "cloud");
@@ -131,9 +144,12 @@ int trainerMain(Role role, int argc, char** argv) {
         std::fprintf(stderr, "%s: error: no edge connected to %s within link.accept_timeout_s = %g s\n",
                      program.c_str(), config.link.endpoint.c_str(), config.link.accept_timeout_s);
         return kExitFailure;
-      case pipeline::CloudOutcome::kFailed:
-        std::fprintf(stderr, "%s: error: the edge's run did not complete (it went silent or stopped early)\n",
+      case pipeline::CloudOutcome::kEdgeStopped:
+        std::fprintf(stderr, "%s: the edge stopped its run early (interrupted); summaries written\n",
                      program.c_str());
+        return kExitInterrupted;
+      case pipeline::CloudOutcome::kFailed:
+        std::fprintf(stderr, "%s: error: the edge went silent before its run completed\n", program.c_str());
         return kExitFailure;
     }
     return kExitFailure;

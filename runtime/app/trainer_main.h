@@ -2,7 +2,8 @@
 // The whole of edge_trainer's and cloud_trainer's main: command line, config, logging,
 // signals, and the single place where errors become exit codes:
 //   0 success, 2 bad command line or config, 1 any other failure,
-//   130 stopped by SIGINT/SIGTERM (after writing what the run had).
+//   130 stopped by SIGINT/SIGTERM (after writing what the run had); cloud_trainer also when
+//       the edge stopped its run early that way (an orderly end, summaries written).
 
 namespace tandem::app {
 

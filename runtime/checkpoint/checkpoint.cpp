@@ -79,7 +79,7 @@ std::string CheckpointStore::save(const Checkpoint& c) {
       {"loss_sum", c.loss_sum},   {"correct", c.correct},     {"samples", c.samples},
       {"steps", c.steps},         {"epoch_seconds", c.epoch_seconds},
       {"optimizer_layout", c.optimizer_layout},
-      {"extra", c.extra.empty() ? nlohmann::json::object() : nlohmann::json::parse(c.extra)}};
+      {"history", nlohmann::json::parse(telemetry::historyToJson(c.history))}};
   std::vector<torch::Tensor> contiguous;
   std::uint64_t offset = 0;
   nlohmann::json tensors = nlohmann::json::array();
@@ -186,7 +186,9 @@ Checkpoint CheckpointStore::load(std::uint64_t step) const {
     c.steps = m.at("steps");
     c.epoch_seconds = m.at("epoch_seconds");
     c.optimizer_layout = m.at("optimizer_layout").get<std::vector<std::uint32_t>>();
-    c.extra = m.at("extra").dump();
+    // Files of the first format kept the history inside an "extra" object.
+    const auto& history = m.contains("history") ? m.at("history") : m.at("extra").at("history");
+    c.history = telemetry::historyFromJson(history.dump());
     if (c.step != step) throw fail("holds step " + std::to_string(c.step) + ", its name says " + std::to_string(step));
     for (const auto& t : m.at("tensors")) {
       const auto type = dtypeFrom(t.at("dtype"), path);

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/telemetry/summary.h"
+
 namespace tandem::checkpoint {
 
 struct Checkpoint {
@@ -34,7 +36,7 @@ struct Checkpoint {
   double epoch_seconds = 0.0;  // training time spent in `epoch` before the checkpoint
   std::vector<std::uint32_t> optimizer_layout;
   std::vector<torch::Tensor> tensors;  // the stages' state (see pipeline::StageState)
-  std::string extra;                   // JSON object for the role's own fields
+  std::vector<telemetry::EpochRecord> history;  // the epochs finished before `epoch`
 };
 
 class CheckpointStore {

@@ -1,10 +1,8 @@
 #include "runtime/pipeline/cloud.h"
 
-#include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <limits>
 #include <map>
@@ -16,12 +14,15 @@
 #include "runtime/common/log.h"
 #include "runtime/common/strings.h"
 #include "runtime/optim/schedule.h"
+#include "runtime/pipeline/cloud_step.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
+#include "runtime/pipeline/run_state.h"
+#include "runtime/session/cloud_session.h"
+#include "runtime/session/handshake.h"
 #include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
 
-#include <nlohmann/json.hpp>
 
 namespace tandem::pipeline {
 
@@ -31,44 +32,33 @@ using transport::Message;
 using transport::MessageType;
 using transport::WireError;
 
+// One edge's session: the conversation (exactly-once checks, reply cache, position) and
+// the stages [p, n) with their optimizer and statistics.
 struct CloudTrainer::Session {
-  std::uint64_t id = 0;
-  std::string peer;
+  Session(std::uint64_t id, std::string peer, transport::Transport& transport) : link(id, std::move(peer), transport) {}
+
+  session::CloudSession link;
   transport::Hello hello;
   std::unique_ptr<models::StageModel> model;
-  int split = 0;
   int stages = 0;
   std::unique_ptr<optim::StageOptimizers> optimizer;
   transport::CodecCache codecs;
-  std::uint64_t next_step = 0;
-  int epoch = -1;
   int staleness = 0;
-  bool epoch_open = false;
   double lr = 0.0;
   RunningStats train;
   RunningStats eval;
   Clock::time_point start;
   Clock::time_point epoch_start;
   double train_seconds = 0.0;
-  std::uint64_t bytes_up = 0;
-  std::uint64_t bytes_down = 0;
-  std::uint64_t epoch_bytes_up = 0;
-  std::uint64_t epoch_bytes_down = 0;
   telemetry::RunSummary summary;
   telemetry::TrainerMetrics* metrics = nullptr;
   std::unique_ptr<telemetry::Progress> progress;
   std::unique_ptr<checkpoint::CheckpointStore> checkpoints;
   std::optional<RunningStats> resume_stats;  // a resumed epoch's statistics so far
   double resume_seconds = 0.0;
-  // Replies kept to send again after a link outage (requests are idempotent by step).
-  std::map<std::uint64_t, Message> replies;       // recent Gradients, by step
-  std::map<std::uint64_t, Message> eval_replies;  // this epoch's EvalResults, by step
-  std::optional<Message> epoch_ack;
-  std::optional<Message> checkpoint_ack;
-  std::optional<Message> migrate_ack;
-  std::uint64_t checkpoint_step = std::numeric_limits<std::uint64_t>::max();
-  std::pair<int, int> last_migration{-1, -1};
-  int max_staleness = 0;
+
+  std::uint64_t id() const { return link.id(); }
+  int split() const { return link.position().split; }
 };
 
 namespace {
@@ -111,17 +101,6 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
 
 CloudTrainer::~CloudTrainer() = default;
 
-void CloudTrainer::reply(Session* s, const std::string& peer, Message message) {
-  message.peer = peer;
-  if (s) {
-    message.header.session = s->id;
-    const auto bytes = wireBytes(message);
-    s->bytes_down += bytes;
-    s->epoch_bytes_down += bytes;
-  }
-  transport_->send(std::move(message));
-}
-
 void CloudTrainer::replyError(const std::string& peer, ErrorCode code, const std::string& text, std::uint64_t session) {
   Message message(MessageType::kError, transport::ErrorInfo{code, text});
   message.header.session = session;
@@ -135,42 +114,8 @@ void CloudTrainer::onHello(Message& message) {
     throw WireError(ErrorCode::kUnexpected, "this edge already has a session; Hello is sent once");
   }
   auto model = std::make_unique<models::StageModel>(buildModel(config_));
-  // A resumed run continues from the newest checkpoint both sides hold.
-  std::unique_ptr<checkpoint::CheckpointStore> store;
-  std::optional<checkpoint::Checkpoint> resume_from;
-  if (config_.checkpoint.enabled) {
-    std::string run = hello.run_name;
-    for (auto& ch : run) {
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
-    }
-    store = std::make_unique<checkpoint::CheckpointStore>(config_.checkpoint.dir + "/cloud/" + run,
-                                                          config_.checkpoint.keep);
-    if (hello.resume) {
-      const auto mine = store->validSteps();
-      for (auto it = mine.rbegin(); it != mine.rend() && !resume_from; ++it) {
-        if (std::find(hello.checkpoints.begin(), hello.checkpoints.end(), *it) != hello.checkpoints.end()) {
-          resume_from = store->load(*it);
-        }
-      }
-    }
-  }
-  std::vector<std::string> differences;
-  const auto differ = [&](const std::string& what, const std::string& edge, const std::string& cloud) {
-    if (edge != cloud) differences.push_back(what + ": edge " + edge + ", cloud " + cloud);
-  };
-  differ("model", "'" + hello.model + "'", "'" + config_.model.name + "'");
-  if (hello.model == config_.model.name) {
-    differ("architecture fingerprint (input shape or classes differ)", hello.fingerprint, model->fingerprint());
-  }
-  differ("stages", std::to_string(hello.num_stages), std::to_string(model->numStages()));
-  if (!config_.split.automatic && !resume_from && config_.scheduler.split_schedule.empty()) {
-    differ("split point", std::to_string(hello.split_point), std::to_string(config_.split.point));
-  }
-  differ("batch size", std::to_string(hello.batch_size), std::to_string(config_.data.batch_size));
-  if (hello.split_point > static_cast<std::uint32_t>(model->numStages())) {
-    differences.push_back("split point " + std::to_string(hello.split_point) + " is beyond the model");
-  }
-  if (hello.epochs == 0) differences.push_back("epochs: edge asks for 0");
+  auto [store, resume_from] = session::chooseResume(hello, config_);
+  const auto differences = session::handshakeDifferences(hello, config_, *model, resume_from.has_value());
   if (!differences.empty()) {
     ++refused_;
     const std::string text = "handshake refused: " + join(differences, "; ");
@@ -179,205 +124,108 @@ void CloudTrainer::onHello(Message& message) {
     return;
   }
 
-  auto s = std::make_unique<Session>();
-  s->id = randomSessionId();
-  s->peer = message.peer;
+  auto s = std::make_unique<Session>(randomSessionId(), message.peer, *transport_);
+  s->link.admit(message);  // counts the Hello's bytes
   s->hello = hello;
-  s->split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
+  s->link.position().split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
   s->stages = model->numStages();
   s->model = std::move(model);
-  s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split, s->stages);
+  s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
   s->checkpoints = std::move(store);
-  if (resume_from) {
-    const auto& c = *resume_from;
-    restoreStages(StageState{c.tensors, c.optimizer_layout}, *s->model, *s->optimizer, s->split, s->stages, false);
-    s->next_step = c.step;
-    s->epoch = c.epoch - 1;  // the edge begins epoch c.epoch again
-    if (c.batch > 0) {
-      RunningStats stats;
-      stats.loss_sum = c.loss_sum;
-      stats.correct = c.correct;
-      stats.samples = c.samples;
-      stats.steps = c.steps;
-      s->resume_stats = stats;
-      s->resume_seconds = c.epoch_seconds;
-    }
-    s->summary.history = telemetry::historyFromJson(nlohmann::json::parse(c.extra).at("history").dump());
-  }
-  s->start = Clock::now();
-  s->bytes_up = message.wire_bytes;
-  if (metrics_) {
-    s->metrics = &metrics_->forEdge(hello.run_name);  // the label the edge gives itself
-    s->metrics->split_point->Set(s->split);
-    s->metrics->setCodec(hello.uplink_codec);
-  }
   s->summary = newRunSummary("cloud", "split", hello.run_name, hello.model, config_.data.dataset,
                              static_cast<int>(hello.epochs));
+  if (resume_from) {
+    const auto position = restoreRun(*resume_from, *s->model, *s->optimizer, s->split(), s->stages);
+    s->link.position().next_step = position.step;
+    s->link.position().epoch = position.epoch - 1;  // the edge begins epoch `position.epoch` again
+    if (position.batch > 0) {
+      s->resume_stats = position.stats;
+      s->resume_seconds = position.epoch_seconds;
+    }
+    s->summary.history = position.history;  // after newRunSummary: the epochs before the resume stay
+  }
+  s->start = Clock::now();
+  if (metrics_) {
+    s->metrics = &metrics_->forEdge(hello.run_name);  // the label the edge gives itself
+    s->metrics->split_point->Set(s->split());
+    s->metrics->setCodec(hello.uplink_codec);
+  }
 
   Message welcome(MessageType::kWelcome, transport::Welcome{});
   auto& body = std::get<transport::Welcome>(welcome.body);
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   body.cloud_name = host;
-  body.split_point = static_cast<std::uint32_t>(s->split);
+  body.split_point = static_cast<std::uint32_t>(s->split());
   body.resumed = resume_from.has_value();
   body.resume_step = resume_from ? resume_from->step : 0;
-  const auto state = resume_from ? std::vector<torch::Tensor>{} : s->model->state(0, s->split);
+  const auto state = resume_from ? std::vector<torch::Tensor>{} : s->model->state(0, s->split());
   body.weight_tensors = static_cast<std::uint32_t>(state.size());
   body.cloud_profile = cloud_profile_;
   for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
   log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs{}",
-             s->id, hello.edge_name, hello.run_name, hello.model, s->split, s->stages, hello.staleness, hello.replay,
-             hello.uplink_codec, hello.epochs,
+             s->id(), hello.edge_name, hello.run_name, hello.model, s->split(), s->stages, hello.staleness,
+             hello.replay, hello.uplink_codec, hello.epochs,
              resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
   Session* raw = s.get();
   sessions_[message.peer] = std::move(s);
-  reply(raw, message.peer, std::move(welcome));
-}
-
-void CloudTrainer::resendCached(Session& s, const Message* cached, const char* what, std::uint64_t step) {
-  if (cached == nullptr) {
-    log_->debug("session {:016x}: duplicate {} {} with nothing cached", s.id, what, step);
-    return;
-  }
-  reply(&s, s.peer, transport::copyMessage(const_cast<Message&>(*cached)));
-}
-
-void CloudTrainer::sendResync(Session& s, std::uint64_t request) {
-  transport::ResyncInfo info;
-  info.request = request;
-  info.next_step = s.next_step;
-  info.epoch = static_cast<std::uint32_t>(std::max(0, s.epoch));
-  info.epoch_open = s.epoch_open;
-  reply(&s, s.peer, Message(MessageType::kResyncReply, info));
-}
-
-void CloudTrainer::onResync(Session& s, Message& message) {
-  const auto info = std::get<transport::ResyncInfo>(message.body);
-  std::size_t resent = 0;
-  for (auto& [step, cached] : s.replies) {
-    if (step >= info.oldest_step && step < s.next_step) {
-      reply(&s, s.peer, transport::copyMessage(cached));
-      ++resent;
-    }
-  }
-  log_->info("session {:016x}: resync, at step {} (edge sent up to {}); re-sent {} gradient(s)", s.id, s.next_step,
-             info.next_step, resent);
-  sendResync(s, info.request);
+  raw->link.send(std::move(welcome));
 }
 
 void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
-  const std::int64_t max_batch = train ? config_.data.batch_size : config_.data.test_batch_size;
-  // After lost messages a step may come twice (answer from the cache) or early (tell the
-  // edge where we stand); each batch's update is applied exactly once.
-  if (train && message.header.step < s.next_step) {
-    auto it = s.replies.find(message.header.step);
-    resendCached(s, it == s.replies.end() ? nullptr : &it->second, "training step", message.header.step);
-    return;
-  }
-  if (train && message.header.step > s.next_step) {
-    log_->warn("session {:016x}: step {} arrived, expected {}: asking the edge to resend", s.id, message.header.step,
-               s.next_step);
-    sendResync(s);
-    return;
-  }
-  if (!train && s.eval_replies.count(message.header.step)) {
-    resendCached(s, &s.eval_replies.at(message.header.step), "evaluation step", message.header.step);
-    return;
-  }
-  expectTensorCount(message, 2);
-  const auto& boundary = s.model->boundaryShapes()[static_cast<std::size_t>(s.split)];
-  const auto batch = expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, max_batch, "activation");
-  const auto labels_batch = expectBatchTensor(message, 1, transport::DType::kInt64, {}, max_batch, "labels");
-  if (labels_batch != batch) {
-    throw WireError(ErrorCode::kInvalidTensor, "labels for " + std::to_string(labels_batch) + " samples, activation for " +
-                                                   std::to_string(batch));
-  }
-  if (train && message.header.step != s.next_step) {
-    throw WireError(ErrorCode::kUnexpected, "training step " + std::to_string(message.header.step) + ", expected " +
-                                                std::to_string(s.next_step));
-  }
-  if (train && !s.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
-  const auto decode_start = Clock::now();
-  auto activation = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), s.codecs);
-  if (s.metrics) s.metrics->decode->Observe(std::chrono::duration<double>(Clock::now() - decode_start).count());
-  auto labels = transport::frameToTensor(message.header.tensors[1], std::move(message.payloads[1]), s.codecs);
-  const auto classes = s.model->spec().num_classes;
-  if (labels.min().item<std::int64_t>() < 0 || labels.max().item<std::int64_t>() >= classes) {
-    throw WireError(ErrorCode::kInvalidTensor, "labels outside 0.." + std::to_string(classes - 1));
-  }
-
+  auto& position = s.link.position();
+  if (train && !position.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
+  auto batch = decodeBatch(message, *s.model, s.split(),
+                           train ? config_.data.batch_size : config_.data.test_batch_size, s.codecs);
+  if (s.metrics) s.metrics->decode->Observe(batch.decode_seconds);
   if (!train) {
-    torch::NoGradGuard no_grad;
-    s.model->train(false);
-    const auto logits = s.model->forward(activation, s.split, s.stages);
-    const double loss = torch::nn::functional::cross_entropy(logits, labels).item<double>();
-    const auto correct = logits.argmax(1).eq(labels).sum().item<std::int64_t>();
-    s.eval.add(loss, correct, batch);
-    s.model->train(true);
-    Message result(MessageType::kEvalResult, transport::StepResult{loss, correct, batch, message.received_at, 0.0});
+    const auto outcome = evaluateStep(*s.model, s.split(), s.stages, batch);
+    s.eval.add(outcome.loss, outcome.correct, batch.size);
+    Message result(MessageType::kEvalResult,
+                   transport::StepResult{outcome.loss, outcome.correct, batch.size, message.received_at, 0.0});
     result.header.epoch = message.header.epoch;
     result.header.step = message.header.step;
-    result.header.session = s.id;
-    s.eval_replies[message.header.step] = transport::copyMessage(result);
-    reply(&s, s.peer, std::move(result));
+    s.link.answer(message, std::move(result));
     return;
   }
-
-  const auto step_start = Clock::now();
-  s.model->train(true);
-  s.optimizer->zeroGrad();
-  if (s.split > 0) activation = activation.detach().requires_grad_(true);
-  const auto logits = s.model->forward(activation, s.split, s.stages);
-  const auto loss_tensor = torch::nn::functional::cross_entropy(logits, labels);
-  loss_tensor.backward();
-  s.optimizer->step();
-  const double loss = loss_tensor.item<double>();
-  const auto correct = logits.detach().argmax(1).eq(labels).sum().item<std::int64_t>();
-  s.train.add(loss, correct, batch);
-  ++s.next_step;
+  const auto outcome = trainStep(*s.model, *s.optimizer, s.split(), s.stages, batch);
+  s.train.add(outcome.loss, outcome.correct, batch.size);
+  ++position.next_step;
   if (s.progress) {
     char status[64];
     std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", s.train.loss(), s.train.accuracy() * 100);
     s.progress->update(s.train.steps, s.train.samples, status);
   }
-  const double compute = std::chrono::duration<double>(Clock::now() - step_start).count();
-
-  Message result(MessageType::kGradients,
-                 transport::StepResult{loss, correct, batch, message.received_at, 0.0, compute});
+  Message result(MessageType::kGradients, transport::StepResult{outcome.loss, outcome.correct, batch.size,
+                                                                message.received_at, 0.0, outcome.compute_seconds});
   result.header.epoch = message.header.epoch;
   result.header.step = message.header.step;
   const auto encode_start = Clock::now();
-  if (s.split > 0) addTensor(result, activation.grad(), config_.compression.downlink, s.codecs);
+  if (s.split() > 0) addTensor(result, outcome.boundary_gradient, config_.compression.downlink, s.codecs);
   std::get<transport::StepResult>(result.body).replied_at = transport::steadySeconds();
   if (s.metrics) {
     auto& m = *s.metrics;
     m.encode->Observe(std::chrono::duration<double>(Clock::now() - encode_start).count());
-    m.cloud_step->Observe(compute);
+    m.cloud_step->Observe(outcome.compute_seconds);
     m.steps->Increment();
-    m.samples->Increment(static_cast<double>(batch));
+    m.samples->Increment(static_cast<double>(batch.size));
     m.train_loss->Set(s.train.loss());
     m.train_accuracy->Set(s.train.accuracy());
-    m.split_point->Set(s.split);
-    m.compression_uplink->Set(static_cast<double>(activation.numel()) * 4.0 /
-                              std::max<double>(1.0, static_cast<double>(message.header.tensors[0].bytes)));
+    m.split_point->Set(s.split());
+    const double raw_bytes = static_cast<double>(batch.activation.numel()) * 4.0;
+    m.compression_uplink->Set(raw_bytes / std::max<double>(1.0, static_cast<double>(message.header.tensors[0].bytes)));
     if (!result.payloads.empty()) {
-      m.compression_downlink->Set(static_cast<double>(activation.numel()) * 4.0 /
-                                  std::max<double>(1.0, static_cast<double>(result.payloads[0].size())));
+      m.compression_downlink->Set(raw_bytes / std::max<double>(1.0, static_cast<double>(result.payloads[0].size())));
     }
-    TrainerMetricsAdvance(m, s);
-    if (s.next_step % 16 == 1) telemetry::updateProcessMetrics(m);
+    advanceByteMetrics(m, s);
+    if (position.next_step % 16 == 1) telemetry::updateProcessMetrics(m);
   }
-  result.header.session = s.id;
-  s.replies[message.header.step] = transport::copyMessage(result);
-  const std::size_t keep = static_cast<std::size_t>(2 * (s.max_staleness + 2));
-  while (s.replies.size() > keep) s.replies.erase(s.replies.begin());
-  reply(&s, s.peer, std::move(result));
+  s.link.answer(message, std::move(result));
 }
 
-void CloudTrainer::TrainerMetricsAdvance(telemetry::TrainerMetrics& m, const Session& s) {
-  telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(s.bytes_up));
-  telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(s.bytes_down));
+void CloudTrainer::advanceByteMetrics(telemetry::TrainerMetrics& m, const Session& s) {
+  telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(s.link.bytesUp()));
+  telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(s.link.bytesDown()));
   telemetry::TrainerMetrics::advance(m.errors_rejected, static_cast<double>(transport_->stats().messages_rejected));
 }
 
@@ -386,26 +234,21 @@ void CloudTrainer::onProbe(Session& s, Message& message) {
   if (info.reply_bytes > static_cast<std::uint64_t>(config_.scheduler.probe_bytes) * 4) {
     throw WireError(ErrorCode::kTooLarge, "probe asks for " + std::to_string(info.reply_bytes) + " bytes back");
   }
-  Message reply_message(MessageType::kProbeReply, transport::ProbeInfo{info.t0, message.received_at, 0.0, 0});
+  Message reply(MessageType::kProbeReply, transport::ProbeInfo{info.t0, message.received_at, 0.0, 0});
   if (info.reply_bytes > 0) {
-    addFrame(reply_message,
-             transport::rawFrame(torch::zeros({static_cast<std::int64_t>(info.reply_bytes)}, torch::kUInt8)));
+    addFrame(reply, transport::rawFrame(torch::zeros({static_cast<std::int64_t>(info.reply_bytes)}, torch::kUInt8)));
   }
-  std::get<transport::ProbeInfo>(reply_message.body).t2 = transport::steadySeconds();
-  reply(&s, s.peer, std::move(reply_message));
+  std::get<transport::ProbeInfo>(reply.body).t2 = transport::steadySeconds();
+  s.link.send(std::move(reply));
 }
 
 void CloudTrainer::onMigrate(Session& s, Message& message) {
   const auto info = std::get<transport::MigrateInfo>(message.body);
   const int from = static_cast<int>(info.from);
   const int to = static_cast<int>(info.to);
-  if (s.last_migration == std::make_pair(from, to) && s.split == to && s.migrate_ack) {
-    resendCached(s, &*s.migrate_ack, "migration", message.header.step);
-    return;
-  }
-  if (from != s.split) {
+  if (from != s.split()) {
     throw WireError(ErrorCode::kUnexpected, "migration from split " + std::to_string(from) + " but the split is " +
-                                                std::to_string(s.split));
+                                                std::to_string(s.split()));
   }
   if (to > s.stages) {
     throw WireError(ErrorCode::kUnexpected, "migration to split " + std::to_string(to) + " beyond the " +
@@ -422,100 +265,94 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   if (to < from) {
     unpackStages(message, *s.model, *s.optimizer, to, from, s.codecs);
   } else if (to > from) {
-    if (!message.header.tensors.empty()) throw WireError(ErrorCode::kInvalidTensor, "stages move to the edge: no tensors expected");
+    if (!message.header.tensors.empty()) {
+      throw WireError(ErrorCode::kInvalidTensor, "stages move to the edge: no tensors expected");
+    }
     packStages(ack, *s.model, *s.optimizer, from, to);
   }
-  log_->info("session {:016x}: split {} → {} (uplink {})", s.id, from, to, info.codec);
-  s.split = to;
-  s.last_migration = {from, to};
-  s.replies.clear();  // gradients of the old split are never asked for again (the edge drained)
+  log_->info("session {:016x}: split {} → {} (uplink {})", s.id(), from, to, info.codec);
+  s.link.position().split = to;
   if (s.metrics) {
     s.metrics->repartitions->Increment();
     s.metrics->split_point->Set(to);
     s.metrics->setCodec(info.codec);
   }
   ack.header.epoch = message.header.epoch;
-  ack.header.session = s.id;
-  s.migrate_ack = transport::copyMessage(ack);
-  reply(&s, s.peer, std::move(ack));
+  s.link.answer(message, std::move(ack));
 }
 
 void CloudTrainer::onCheckpoint(Session& s, Message& message) {
   const auto info = std::get<transport::CheckpointInfo>(message.body);
-  if (message.header.step == s.checkpoint_step && s.checkpoint_ack) {
-    resendCached(s, &*s.checkpoint_ack, "checkpoint", message.header.step);
-    return;
-  }
-  if (message.header.step != s.next_step) {
+  const auto& position = s.link.position();
+  if (message.header.step != position.next_step) {
     throw WireError(ErrorCode::kUnexpected, "checkpoint at step " + std::to_string(message.header.step) +
-                                                " but the cloud has applied " + std::to_string(s.next_step));
+                                                " but the cloud has applied " + std::to_string(position.next_step));
   }
   if (!s.checkpoints) throw WireError(ErrorCode::kUnexpected, "checkpoints are disabled on the cloud");
-  const bool epoch_end = info.batch == 0 && static_cast<int>(info.epoch) > s.epoch;
+  const bool epoch_end = info.batch == 0 && static_cast<int>(info.epoch) > position.epoch;
   if (epoch_end) closeEpoch(s);  // records the finished epoch, evaluation included
-  const auto state = captureStages(*s.model, *s.optimizer, s.split, s.stages);
-  checkpoint::Checkpoint c;
-  c.role = "cloud";
-  c.run_name = s.hello.run_name;
-  c.step = s.next_step;
-  c.epoch = static_cast<int>(info.epoch);
-  c.batch = info.batch;
-  c.split = s.split;
-  c.staleness = s.staleness;
+  RunPosition run;
+  run.step = position.next_step;
+  run.epoch = static_cast<int>(info.epoch);
+  run.batch = info.batch;
+  run.split = s.split();
+  run.staleness = s.staleness;
   if (!epoch_end) {
-    c.loss_sum = s.train.loss_sum;
-    c.correct = s.train.correct;
-    c.samples = s.train.samples;
-    c.steps = s.train.steps;
-    c.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
+    run.stats = s.train;
+    run.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
   }
-  c.optimizer_layout = state.optimizer_layout;
-  c.tensors = state.tensors;
-  c.extra = nlohmann::json{{"history", nlohmann::json::parse(telemetry::historyToJson(s.summary.history))}}.dump();
-  s.checkpoints->save(c);
+  run.history = s.summary.history;
+  s.checkpoints->save(captureRun("cloud", s.hello.run_name, run, *s.model, *s.optimizer, s.split(), s.stages));
   Message ack(MessageType::kCheckpointAck, info);
   ack.header.step = message.header.step;
-  ack.header.session = s.id;
-  s.checkpoint_step = message.header.step;
-  s.checkpoint_ack = transport::copyMessage(ack);
-  reply(&s, s.peer, std::move(ack));
+  s.link.answer(message, std::move(ack));
 }
 
 void CloudTrainer::closeEpoch(Session& s) {
-  if (s.epoch < 0 || s.train.steps == 0) return;
-  auto record = epochRecord(s.epoch, s.lr, s.train, s.eval, s.train_seconds,
-                            std::chrono::duration<double>(Clock::now() - s.epoch_start).count(), s.split, s.staleness);
-  record.bytes_uplink = s.epoch_bytes_up;
-  record.bytes_downlink = s.epoch_bytes_down;
+  const auto& position = s.link.position();
+  if (position.epoch < 0 || s.train.steps == 0) return;
+  auto record = epochRecord(position.epoch, s.lr, s.train, s.eval, s.train_seconds,
+                            std::chrono::duration<double>(Clock::now() - s.epoch_start).count(), s.split(),
+                            s.staleness);
+  std::tie(record.bytes_uplink, record.bytes_downlink) = s.link.takeEpochBytes();
+  if (s.eval.samples == 0) {  // the edge stopped before evaluating
+    record.partial = true;
+    record.test_loss = std::numeric_limits<double>::quiet_NaN();
+    record.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+  }
   s.summary.history.push_back(record);
-  if (s.metrics) {
-    s.metrics->epoch->Set(s.epoch + 1);
+  if (s.metrics && !record.partial) {
+    s.metrics->epoch->Set(position.epoch + 1);
     s.metrics->test_loss->Set(record.test_loss);
     s.metrics->test_accuracy->Set(record.test_accuracy);
   }
-  log_->info("session {:016x} {}", s.id, epochLine(record, static_cast<int>(s.hello.epochs)));
+  if (record.partial) {
+    log_->info("session {:016x} epoch {}/{} stopped after {} steps: train loss {:.4f} acc {:.2f}% (not evaluated)",
+               s.id(), position.epoch + 1, s.hello.epochs, s.train.steps, record.train_loss,
+               record.train_accuracy * 100);
+  } else {
+    log_->info("session {:016x} {}", s.id(), epochLine(record, static_cast<int>(s.hello.epochs)));
+  }
   s.train = {};
   s.eval = {};
-  s.epoch_bytes_up = 0;
-  s.epoch_bytes_down = 0;
 }
 
 void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   closeEpoch(s);
+  auto& position = s.link.position();
   const auto& info = std::get<transport::EpochInfo>(message.body);
   const int epoch = static_cast<int>(message.header.epoch);
-  if (epoch == s.epoch) return;  // sent again after a link outage
-  if (epoch <= s.epoch || epoch >= static_cast<int>(s.hello.epochs)) {
-    throw WireError(ErrorCode::kUnexpected, "epoch " + std::to_string(epoch) + " after epoch " + std::to_string(s.epoch) +
-                                                " of " + std::to_string(s.hello.epochs));
+  if (epoch <= position.epoch || epoch >= static_cast<int>(s.hello.epochs)) {
+    throw WireError(ErrorCode::kUnexpected, "epoch " + std::to_string(epoch) + " after epoch " +
+                                                std::to_string(position.epoch) + " of " + std::to_string(s.hello.epochs));
   }
-  s.epoch = epoch;
+  position.epoch = epoch;
+  position.epoch_open = true;
   s.staleness = static_cast<int>(info.staleness);
-  s.max_staleness = std::max(s.max_staleness, s.staleness);
-  s.eval_replies.clear();
+  s.link.noteStaleness(s.staleness);
+  s.link.forgetEvaluationReplies();
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
   s.optimizer->setLearningRate(s.lr);
-  s.epoch_open = true;
   if (s.resume_stats) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();
@@ -529,43 +366,39 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
 }
 
 void CloudTrainer::onEpochEnd(Session& s, Message& message) {
-  if (!s.epoch_open && static_cast<int>(message.header.epoch) == s.epoch && s.epoch_ack) {
-    resendCached(s, &*s.epoch_ack, "end of epoch", message.header.epoch);
-    return;
-  }
-  if (!s.epoch_open || static_cast<int>(message.header.epoch) != s.epoch) {
+  auto& position = s.link.position();
+  if (!position.epoch_open || static_cast<int>(message.header.epoch) != position.epoch) {
     throw WireError(ErrorCode::kUnexpected, "EpochEnd for epoch " + std::to_string(message.header.epoch) +
                                                 " which is not in progress");
   }
-  s.epoch_open = false;
+  position.epoch_open = false;
   if (s.progress) s.progress->finish();
   s.progress.reset();
   s.train_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
   Message ack(MessageType::kEpochAck, transport::EpochInfo{static_cast<std::uint32_t>(s.staleness), s.train.steps,
                                                            s.train.loss(), s.train.accuracy()});
   ack.header.epoch = message.header.epoch;
-  ack.header.session = s.id;
-  s.epoch_ack = transport::copyMessage(ack);
-  reply(&s, s.peer, std::move(ack));
+  s.link.answer(message, std::move(ack));
 }
 
-void CloudTrainer::endSession(const std::string& peer, bool completed, const std::string& reason) {
+void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std::string& reason) {
   auto it = sessions_.find(peer);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   closeEpoch(s);
-  s.summary.interrupted = !completed;
+  s.summary.interrupted = end != SessionEnd::kCompleted;
   s.summary.wall_seconds = std::chrono::duration<double>(Clock::now() - s.start).count();
-  s.summary.bytes_uplink = s.bytes_up;
-  s.summary.bytes_downlink = s.bytes_down;
+  s.summary.bytes_uplink = s.link.bytesUp();
+  s.summary.bytes_downlink = s.link.bytesDown();
   try {
     const auto path = telemetry::writeSummary(config_.run.output_dir, s.summary);
-    log_->info("session {:016x} ended ({}): summary written to {}", s.id, reason, path);
+    log_->info("session {:016x} ended ({}) after {} steps: summary written to {}", s.id(), reason,
+               s.link.position().next_step, path);
   } catch (const std::exception& e) {
-    log_->error("session {:016x} ended ({}) but its summary could not be written: {}", s.id, reason, e.what());
+    log_->error("session {:016x} ended ({}) but its summary could not be written: {}", s.id(), reason, e.what());
   }
-  (completed ? completed_ : failed_)++;
-  last_completed_ = completed;
+  (end == SessionEnd::kFailed ? failed_ : completed_)++;
+  last_end_ = end;
   last_summary_ = s.summary;
   last_model_ = std::move(s.model);
   sessions_.erase(it);
@@ -573,20 +406,16 @@ void CloudTrainer::endSession(const std::string& peer, bool completed, const std
 
 void CloudTrainer::onLinkEvent(const transport::LinkEvent& event) {
   auto it = sessions_.find(event.peer);
-  Session* s = it == sessions_.end() ? nullptr : it->second.get();
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
   if (event.kind == transport::LinkEvent::Kind::kTrouble) {
-    if (s) sendResync(*s);  // messages from this edge were lost: tell it where we stand
+    s.link.hintResync();  // messages from this edge were lost: tell it where we stand
     return;
   }
-  {
-    const std::string& peer = event.peer;
-    if (s) {
-      log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s->hello.edge_name,
-                  s->epoch + 1, config_.link.peer_timeout_s);
-      if (s->metrics) s->metrics->errors_timeout->Increment();
-      endSession(peer, false, "edge went silent");
-    }
-  }
+  log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s.hello.edge_name,
+              s.link.position().epoch + 1, config_.link.peer_timeout_s);
+  if (s.metrics) s.metrics->errors_timeout->Increment();
+  endSession(event.peer, SessionEnd::kFailed, "edge went silent");
 }
 
 void CloudTrainer::handle(Message& message) {
@@ -604,13 +433,15 @@ void CloudTrainer::handle(Message& message) {
       onHello(message);
       return;
     }
-    if (!s) throw WireError(ErrorCode::kNoSession, std::string(transport::messageTypeName(type)) + " without a session; send Hello first");
-    if (message.header.session != s->id) {
+    if (!s) {
+      throw WireError(ErrorCode::kNoSession,
+                      std::string(transport::messageTypeName(type)) + " without a session; send Hello first");
+    }
+    if (message.header.session != s->id()) {
       throw WireError(ErrorCode::kNoSession, "session " + std::to_string(message.header.session) +
                                                  " is not this edge's session");
     }
-    s->bytes_up += message.wire_bytes;
-    s->epoch_bytes_up += message.wire_bytes;
+    if (s->link.admit(message) != session::CloudSession::Admission::kHandle) return;
     switch (type) {
       case MessageType::kActivations: onActivations(*s, message, true); break;
       case MessageType::kEvalActivations: onActivations(*s, message, false); break;
@@ -619,11 +450,14 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kProbe: onProbe(*s, message); break;
       case MessageType::kMigrate: onMigrate(*s, message); break;
       case MessageType::kCheckpoint: onCheckpoint(*s, message); break;
-      case MessageType::kResync: onResync(*s, message); break;
+      case MessageType::kResync: s->link.onResync(message); break;
       case MessageType::kShutdown: {
         const auto info = std::get<transport::ShutdownInfo>(message.body);
-        reply(s, peer, Message(MessageType::kShutdownAck, std::monostate{}));
-        endSession(peer, info.completed, info.reason);
+        s->link.answer(message, Message(MessageType::kShutdownAck, std::monostate{}));
+        if (!info.completed) {
+          log_->warn("edge '{}' stopped its run early ({}): an orderly end", s->hello.edge_name, info.reason);
+        }
+        endSession(peer, info.completed ? SessionEnd::kCompleted : SessionEnd::kStopped, info.reason);
         break;
       }
       default:
@@ -634,10 +468,10 @@ void CloudTrainer::handle(Message& message) {
     log_->warn("rejected {} from {}: {}: {}", transport::messageTypeName(type),
                s ? "edge '" + s->hello.edge_name + "'" : std::string("an unknown peer"), transport::errorCodeName(e.code()),
                e.what());
-    replyError(peer, e.code(), e.what(), s ? s->id : 0);
+    replyError(peer, e.code(), e.what(), s ? s->id() : 0);
   } catch (const std::exception& e) {
     log_->error("failed to handle {}: {}", transport::messageTypeName(type), e.what());
-    replyError(peer, ErrorCode::kInternal, e.what(), s ? s->id : 0);
+    replyError(peer, ErrorCode::kInternal, e.what(), s ? s->id() : 0);
   }
 }
 
@@ -648,8 +482,8 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
   bool seen_session = false;
   while (true) {
     if (stop) {
-      for (const auto& [peer, s] : sessions_) replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id);
-      while (!sessions_.empty()) endSession(sessions_.begin()->first, false, "cloud interrupted");
+      for (const auto& [peer, s] : sessions_) replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id());
+      while (!sessions_.empty()) endSession(sessions_.begin()->first, SessionEnd::kFailed, "cloud interrupted");
       transport_->close(std::chrono::milliseconds(1000));
       return CloudOutcome::kInterrupted;
     }
@@ -670,7 +504,12 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
     }
   }
   transport_->close(std::chrono::milliseconds(1000));
-  return last_completed_ ? CloudOutcome::kCompleted : CloudOutcome::kFailed;
+  switch (last_end_) {
+    case SessionEnd::kCompleted: return CloudOutcome::kCompleted;
+    case SessionEnd::kStopped: return CloudOutcome::kEdgeStopped;
+    case SessionEnd::kFailed: break;
+  }
+  return CloudOutcome::kFailed;
 }
 
 }  // namespace tandem::pipeline

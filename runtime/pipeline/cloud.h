@@ -32,8 +32,9 @@ struct CloudOptions {
 };
 
 enum class CloudOutcome {
-  kCompleted,    // the last session ended with an orderly shutdown
-  kFailed,       // the last session's edge went silent or ended incomplete
+  kCompleted,    // the last session's run completed (orderly shutdown)
+  kEdgeStopped,  // the last session's edge stopped its run early (interrupted), orderly
+  kFailed,       // the last session's edge went silent
   kInterrupted,  // `stop` was set
   kNoEdge,       // link.accept_timeout_s passed without an edge
 };
@@ -57,6 +58,7 @@ class CloudTrainer {
 
  private:
   struct Session;
+  enum class SessionEnd { kCompleted, kStopped, kFailed };
 
   void handle(transport::Message& message);
   void onLinkEvent(const transport::LinkEvent& event);
@@ -67,14 +69,9 @@ class CloudTrainer {
   void onProbe(Session& s, transport::Message& message);
   void onMigrate(Session& s, transport::Message& message);
   void onCheckpoint(Session& s, transport::Message& message);
-  void onResync(Session& s, transport::Message& message);
-  // Where the session stands; `request` echoes the edge's Resync (0: an unasked hint).
-  void sendResync(Session& s, std::uint64_t request = 0);
-  void resendCached(Session& s, const transport::Message* cached, const char* what, std::uint64_t step);
   void closeEpoch(Session& s);
-  void endSession(const std::string& peer, bool completed, const std::string& reason);
-  void reply(Session* s, const std::string& peer, transport::Message message);
-  void TrainerMetricsAdvance(telemetry::TrainerMetrics& m, const Session& s);
+  void endSession(const std::string& peer, SessionEnd end, const std::string& reason);
+  void advanceByteMetrics(telemetry::TrainerMetrics& m, const Session& s);
   void replyError(const std::string& peer, transport::ErrorCode code, const std::string& text, std::uint64_t session);
 
   config::Config config_;
@@ -85,11 +82,11 @@ class CloudTrainer {
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by peer routing id
   std::unique_ptr<models::StageModel> last_model_;
   telemetry::RunSummary last_summary_;
-  std::uint64_t completed_ = 0;
+  std::uint64_t completed_ = 0;  // sessions that ended in order (completed or stopped early)
   std::uint64_t failed_ = 0;
   std::uint64_t refused_ = 0;
   std::string cloud_profile_;  // JSON of this side's stage times, sent in Welcome
-  bool last_completed_ = false;
+  SessionEnd last_end_ = SessionEnd::kFailed;
 };
 
 }  // namespace tandem::pipeline

@@ -45,6 +45,8 @@ class ReplayBuffer {
 
   // Throws InvariantError when full (the caller waits for a gradient first).
   void push(ReplayEntry entry);
+  // The entry for `step`, which must be the oldest in flight; throws ProtocolError otherwise.
+  const ReplayEntry& oldest(std::uint64_t step) const;
   // Removes and returns the entry for `step`, which must be the oldest in flight; throws
   // ProtocolError when the cloud answers a step that is not the oldest in flight.
   ReplayEntry pop(std::uint64_t step);
@@ -52,6 +54,8 @@ class ReplayBuffer {
   // True when `step` is in flight (not necessarily the oldest).
   bool contains(std::uint64_t step) const;
   const std::deque<ReplayEntry>& entries() const { return entries_; }
+  // The entry pushed last; the buffer must not be empty.
+  ReplayEntry& newest();
 
  private:
   std::size_t capacity_;

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -44,13 +46,21 @@ std::vector<int> RunSummary::staleness() const {
 
 namespace {
 
+// A number, or NaN where JSON has null (not measured).
+double numberOrNan(const nlohmann::json& j) {
+  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
+}
+
+// A JSON number, or null for NaN (not measured).
+nlohmann::json measured(double value) { return std::isnan(value) ? nlohmann::json() : nlohmann::json(value); }
+
 nlohmann::json recordJson(const EpochRecord& e) {
   return {{"epoch", e.epoch},
           {"learning_rate", e.learning_rate},
           {"train_loss", e.train_loss},
           {"train_accuracy", e.train_accuracy},
-          {"test_loss", e.test_loss},
-          {"test_accuracy", e.test_accuracy},
+          {"test_loss", measured(e.test_loss)},
+          {"test_accuracy", measured(e.test_accuracy)},
           {"train_samples", e.train_samples},
           {"steps", e.steps},
           {"train_seconds", e.train_seconds},
@@ -59,8 +69,10 @@ nlohmann::json recordJson(const EpochRecord& e) {
           {"split_point", e.split_point},
           {"staleness", e.staleness},
           {"bytes_uplink", e.bytes_uplink},
-          {"bytes_downlink", e.bytes_downlink}};
+          {"bytes_downlink", e.bytes_downlink},
+          {"partial", e.partial}};
 }
+
 
 }  // namespace
 
@@ -79,8 +91,8 @@ std::vector<EpochRecord> historyFromJson(const std::string& text) {
       e.learning_rate = j.at("learning_rate");
       e.train_loss = j.at("train_loss");
       e.train_accuracy = j.at("train_accuracy");
-      e.test_loss = j.at("test_loss");
-      e.test_accuracy = j.at("test_accuracy");
+      e.test_loss = numberOrNan(j.at("test_loss"));
+      e.test_accuracy = numberOrNan(j.at("test_accuracy"));
       e.train_samples = j.at("train_samples");
       e.steps = j.at("steps");
       e.train_seconds = j.at("train_seconds");
@@ -89,6 +101,7 @@ std::vector<EpochRecord> historyFromJson(const std::string& text) {
       e.staleness = j.at("staleness");
       e.bytes_uplink = j.at("bytes_uplink");
       e.bytes_downlink = j.at("bytes_downlink");
+      e.partial = j.value("partial", false);
       out.push_back(e);
     }
   } catch (const nlohmann::json::exception& e) {
@@ -106,20 +119,30 @@ std::string toJson(const RunSummary& s) {
     repartitions.push_back({{"epoch", r.epoch}, {"step", r.step}, {"from", r.from}, {"to", r.to}, {"codec", r.codec},
                             {"trigger", r.trigger}, {"seconds", r.seconds}, {"bytes", r.bytes}});
   }
-  const bool any = !s.history.empty();
+  // Final figures come from the last epoch that measured them; null when none did.
+  const EpochRecord* last_trained = s.history.empty() ? nullptr : &s.history.back();
+  const EpochRecord* last_tested = nullptr;
+  int completed = 0;
+  for (const auto& e : s.history) {
+    if (!e.partial) ++completed;
+    if (!std::isnan(e.test_accuracy)) last_tested = &e;
+  }
+  const auto nullable = [](const EpochRecord* e, double EpochRecord::*field) {
+    return e ? measured(e->*field) : nlohmann::json();
+  };
   json out = {
       {"role", s.role},
       {"run_name", s.run_name},
       {"mode", s.mode},
       {"model", s.model},
       {"dataset", s.dataset},
-      {"epochs", static_cast<int>(s.history.size())},
+      {"epochs", completed},
       {"epochs_planned", s.epochs_planned},
       {"interrupted", s.interrupted},
-      {"final_test_accuracy", any ? s.history.back().test_accuracy : 0.0},
-      {"final_test_loss", any ? s.history.back().test_loss : 0.0},
-      {"final_train_loss", any ? s.history.back().train_loss : 0.0},
-      {"final_train_accuracy", any ? s.history.back().train_accuracy : 0.0},
+      {"final_test_accuracy", nullable(last_tested, &EpochRecord::test_accuracy)},
+      {"final_test_loss", nullable(last_tested, &EpochRecord::test_loss)},
+      {"final_train_loss", nullable(last_trained, &EpochRecord::train_loss)},
+      {"final_train_accuracy", nullable(last_trained, &EpochRecord::train_accuracy)},
       {"wall_seconds", s.wall_seconds},
       {"train_samples", s.totalSamples()},
       {"steps", s.totalSteps()},

@@ -25,6 +25,9 @@ struct EpochRecord {
   int staleness = 0;
   std::uint64_t bytes_uplink = 0;
   std::uint64_t bytes_downlink = 0;
+  // The run stopped during this epoch: its counts are what was trained; what was not
+  // measured (test_loss, test_accuracy) is NaN, null in JSON.
+  bool partial = false;
 
   double samplesPerSecond() const { return train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0; }
 };

@@ -40,7 +40,6 @@ Checkpoint sample(std::uint64_t step) {
   c.loss_sum = 1.5;
   c.optimizer_layout = {1, 0};
   c.tensors = {torch::randn({3, 4}), torch::arange(5, torch::kInt64), torch::tensor(7, torch::kInt64)};
-  c.extra = R"({"history": []})";
   return c;
 }
 
