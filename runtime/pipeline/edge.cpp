@@ -456,6 +456,10 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std:
                           static_cast<int>(summary.history.size()) < config_.run.epochs;
     session_->shutdown(!summary.interrupted, summary.interrupted ? "interrupted" : "completed",
                        std::chrono::seconds(5));
+  } catch (const session::Interrupted& e) {
+    log_->warn("{}", e.what());
+    summary.interrupted = true;
+    session_->shutdown(false, "interrupted", std::chrono::milliseconds(0));
   } catch (const session::Aborted& e) {
     log_->warn("{}: telling the cloud and writing the summary", e.what());
     if (current_ && current_->stats.steps > 0) recordEpoch(nullptr, summary, up_before, down_before);

@@ -72,7 +72,7 @@ Message EdgeSession::connect(Message hello, std::chrono::milliseconds timeout, c
       throw TransportError("waited for a handshake reply from the cloud at " + transport_->endpoint() + " for " +
                            seconds(timeout) + " s without an answer (is cloud_trainer running and reachable?)");
     }
-    if (stop) throw TransportError("interrupted while connecting");
+    if (stop) throw Interrupted("interrupted while connecting to the cloud at " + transport_->endpoint());
     if (now > next_notice) {
       log_->info("still waiting for a handshake reply from {} ({:.0f} s)", transport_->endpoint(),
                  std::chrono::duration<double>(now - start).count());

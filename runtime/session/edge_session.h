@@ -48,6 +48,12 @@ class Aborted : public Error {
   using Error::Error;
 };
 
+// Thrown by connect() when `stop` is set before the cloud answered.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
 class EdgeSession {
  public:
   // `metrics` (optional) counts protocol errors and reconnections; it must outlive the
@@ -59,7 +65,7 @@ class EdgeSession {
 
   // Sends Hello and waits up to `timeout` for Welcome (stop gives up); the session id is
   // the Welcome's. Throws ProtocolError when the cloud refuses (its reason), TransportError
-  // on timeout or interruption.
+  // on timeout, Interrupted when `stop` is set first.
   transport::Message connect(transport::Message hello, std::chrono::milliseconds timeout,
                              const std::atomic<bool>& stop);
 

@@ -3,6 +3,7 @@
 // never interrupted (K = 0, raw transfer, fixed seed).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 
 #include <filesystem>
@@ -239,9 +240,40 @@ TEST_P(KillAndResume, EndsWithTheSameParameters) {
   std::stringstream text;
   text << summary.rdbuf();
   EXPECT_THAT(text.str(), HasSubstr("\"epochs\": 2"));
+  // So does the cloud's: the epochs recorded before the resume are kept.
+  std::ifstream cloud_summary(out + "/summary-cloud.json");
+  std::stringstream cloud_text;
+  cloud_text << cloud_summary.rdbuf();
+  EXPECT_THAT(cloud_text.str(), HasSubstr("\"epochs\": 2"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Side, KillAndResume, ::testing::Values("edge", "cloud"));
+
+// The cloud killed in the second epoch and resumed: its summary keeps the first epoch,
+// recorded before the kill, next to the second.
+TEST_F(TrainerRuns, ResumedCloudKeepsTheEpochsBeforeTheResume) {
+  const auto out = (dir_ / "second-epoch").string();
+  {
+    auto c = cloud(out, "first", false);
+    auto e = edge(out, "first", false);
+    ASSERT_TRUE(waitForCheckpoint(fs::path(out) / "checkpoints" / "cloud/resume", 30, 60s)) << e->output();
+    c->signal(SIGKILL);
+    c->wait(10s);
+    EXPECT_EQ(e->wait(60s), 1) << e->output();
+  }
+  auto c = cloud(out, "second", false);
+  auto e = edge(out, "second", true);
+  EXPECT_EQ(e->wait(120s), 0) << e->output();
+  EXPECT_EQ(c->wait(30s), 0) << c->output();
+  EXPECT_THAT(e->output(), HasSubstr("resumed from checkpoint at step"));
+  std::ifstream in(out + "/summary-cloud.json");
+  const auto summary = nlohmann::json::parse(in);
+  EXPECT_EQ(summary["epochs"], 2);
+  ASSERT_EQ(summary["history"].size(), 2u);
+  EXPECT_EQ(summary["history"][0]["steps"], 20);
+  EXPECT_EQ(summary["history"][1]["steps"], 20);
+  EXPECT_EQ(summary["steps"], 40);
+}
 
 // A link outage shorter than the grace period: messages in both directions are dropped
 // (heartbeats too), the sides resynchronise, in-flight batches are re-sent and every

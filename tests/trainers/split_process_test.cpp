@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "tests/trainers/process.h"
@@ -12,6 +13,7 @@ namespace tandem {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using testing::ChildProcess;
@@ -116,6 +118,71 @@ TEST_F(SplitProcesses, CloudNoticesADeadEdge) {
   EXPECT_EQ(cloud->wait(30s), 1) << cloud->output();
   EXPECT_THAT(cloud->output(), HasSubstr("went silent"));
   EXPECT_TRUE(summary("cloud")["interrupted"].get<bool>());
+}
+
+// Polls `child`'s output until it contains `text`.
+bool waitForOutput(const ChildProcess& child, const std::string& text, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (child.output().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// Ctrl-C on the edge mid-epoch: the steps in flight land, both sides record the partial
+// epoch (counts, null for what was not measured), and both exit 130: an interrupted run,
+// ended in order.
+TEST_F(SplitProcesses, InterruptedEdgeEndsBothSidesInOrder) {
+  writeEndlessConfig();
+  auto cloud = startCloud();
+  auto edge = startEdge({"--set", "data.synthetic.train_size=65536"});
+  ASSERT_TRUE(waitForOutput(*edge, "training:", 60s)) << edge->output();
+  std::this_thread::sleep_for(1500ms);
+  edge->signal(SIGINT);
+  EXPECT_EQ(edge->wait(30s), 130) << edge->output();
+  EXPECT_EQ(cloud->wait(30s), 130) << cloud->output();
+  EXPECT_THAT(cloud->output(), HasSubstr("stopped its run early (interrupted)"));
+  EXPECT_THAT(cloud->output(), Not(HasSubstr("went silent")));
+  const auto e = summary("edge");
+  const auto c = summary("cloud");
+  ASSERT_FALSE(e.is_null());
+  ASSERT_FALSE(c.is_null());
+  for (const auto* s : {&e, &c}) {
+    EXPECT_TRUE((*s)["interrupted"].get<bool>());
+    EXPECT_EQ((*s)["epochs"], 0);  // none completed
+    EXPECT_TRUE((*s)["final_test_accuracy"].is_null());
+    ASSERT_EQ((*s)["history"].size(), 1u) << *s;
+    EXPECT_TRUE((*s)["history"][0]["partial"].get<bool>());
+    EXPECT_EQ((*s)["history"][0]["epoch"], e["history"][0]["epoch"]);
+    EXPECT_TRUE((*s)["history"][0]["test_accuracy"].is_null());
+    EXPECT_FALSE((*s)["final_train_loss"].is_null());
+  }
+  EXPECT_GT(e["steps"].get<int>(), 0);
+  EXPECT_EQ(e["steps"], c["steps"]);
+  EXPECT_EQ(e["train_samples"], c["train_samples"]);
+}
+
+// A second Ctrl-C: the edge waits for nothing more, but tells the cloud, which ends the
+// session at once instead of after link.peer_timeout_s + link.reconnect_grace_s.
+TEST_F(SplitProcesses, SecondInterruptEndsTheCloudsSessionPromptly) {
+  writeEndlessConfig();
+  const std::vector<std::string> patient{"--set", "link.peer_timeout_s=15", "--set", "link.reconnect_grace_s=30"};
+  auto cloud = startCloud(patient);
+  auto edge_args = patient;
+  edge_args.insert(edge_args.end(), {"--set", "data.synthetic.train_size=65536"});
+  auto edge = startEdge(edge_args);
+  ASSERT_TRUE(waitForOutput(*edge, "training:", 60s)) << edge->output();
+  std::this_thread::sleep_for(1s);
+  edge->signal(SIGINT);
+  std::this_thread::sleep_for(50ms);
+  edge->signal(SIGINT);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(edge->wait(10s), 130) << edge->output();
+  EXPECT_EQ(cloud->wait(10s), 130) << cloud->output();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_THAT(cloud->output(), HasSubstr("aborted"));
+  EXPECT_TRUE(summary("edge")["interrupted"].get<bool>());
 }
 
 TEST_F(SplitProcesses, CloudWithoutEdgeGivesUpAfterAcceptTimeout) {
