@@ -97,7 +97,7 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
     const auto& shape = reference.boundaryShapes().front();
     std::vector<std::int64_t> batch{config_.data.batch_size};
     batch.insert(batch.end(), shape.begin(), shape.end());
-    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), "cloud"));
+    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), config::Role::kCloud));
   }
   if (config_.compression.downlink != "none") {
     try {
@@ -211,7 +211,7 @@ void CloudTrainer::onHello(Message& message) {
     s->metrics->split_point->Set(s->split);
     s->metrics->setCodec(hello.uplink_codec);
   }
-  s->summary = newRunSummary("cloud", "split", hello.run_name, hello.model, config_.data.dataset,
+  s->summary = newRunSummary(config::Role::kCloud, "split", hello.run_name, hello.model, config_.data.dataset,
                              static_cast<int>(hello.epochs));
 
   Message welcome(MessageType::kWelcome, transport::Welcome{});

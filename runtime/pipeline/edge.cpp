@@ -91,7 +91,7 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
   if (scheduling_) {
     std::vector<std::int64_t> first(static_cast<std::size_t>(std::min(config_.data.batch_size, train_set_->size())));
     for (std::size_t i = 0; i < first.size(); ++i) first[i] = static_cast<std::int64_t>(i);
-    edge_profile_ = scheduler::sideProfile(config_, model_, train_set_->gather(first).inputs, "edge");
+    edge_profile_ = scheduler::sideProfile(config_, model_, train_set_->gather(first).inputs, config::Role::kEdge);
   }
 }
 
@@ -330,7 +330,7 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   hello.split_point = static_cast<std::uint32_t>(split_);
   hello.batch_size = static_cast<std::uint32_t>(config_.data.batch_size);
   hello.staleness = static_cast<std::uint32_t>(config_.split.staleness);
-  hello.replay = config_.split.replay;
+  hello.replay = config::toString(config_.split.replay);
   hello.uplink_codec = config_.compression.uplink;
   hello.downlink_codec = config_.compression.downlink;
   hello.epochs = static_cast<std::uint32_t>(config_.run.epochs);
@@ -341,7 +341,7 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   }
   log_->info("connecting to the cloud at {} (model {}, split {}/{}, K {}, replay {}, uplink {}, downlink {})",
              transport_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness,
-             config_.split.replay, hello.uplink_codec, hello.downlink_codec);
+             hello.replay, hello.uplink_codec, hello.downlink_codec);
   send(Message(MessageType::kHello, hello));
   auto welcome = await(MessageType::kWelcome, "a handshake reply", millis(config_.link.connect_timeout_s), stop);
   session_ = welcome.header.session;
@@ -564,7 +564,7 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   torch::Tensor activation;
   if (split_ == 0) {
     activation = batch.inputs;
-  } else if (config_.split.replay == "retain") {
+  } else if (config_.split.replay == config::Replay::kRetain) {
     activation = forwardWithStash(batch.inputs, entry);
     entry.activation = activation;
   } else {
@@ -645,7 +645,7 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
       error_feedback_.correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
     }
     optimizer_->zeroGrad();
-    if (config_.split.replay == "retain") {
+    if (config_.split.replay == config::Replay::kRetain) {
       entry.activation.backward(grad);
       auto params = model_.parameters(0, split_);
       std::size_t k = 0;
@@ -663,9 +663,9 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
       torch::NoGradGuard no_grad;
       for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
     }
-    if (staleness == 0 || config_.split.compensation == "none") {
+    if (staleness == 0 || config_.split.compensation == config::Compensation::kNone) {
       optimizer_->step();
-    } else if (config_.split.compensation == "lr" || config_.optimizer.name != "sgd") {
+    } else if (config_.split.compensation == config::Compensation::kLr || config_.optimizer.name != config::OptimizerKind::kSgd) {
       optimizer_->stepWith(1.0 / (1.0 + staleness), -1.0);
     } else {
       const double s_frac = static_cast<double>(staleness) / (staleness + 1.0);
@@ -840,7 +840,7 @@ void EdgeTrainer::shutdown(bool completed, const std::string& reason) {
 
 telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop) {
   const auto start = Clock::now();
-  auto summary = newRunSummary("edge", "split", config_.run.name, config_.model.name, config_.data.dataset,
+  auto summary = newRunSummary(config::Role::kEdge, "split", config_.run.name, config_.model.name, config_.data.dataset,
                                config_.run.epochs);
 
   started_ = start;
