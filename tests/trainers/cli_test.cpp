@@ -85,13 +85,15 @@ TEST_F(EdgeTrainerCli, ConfigErrorsNameFileKeyAndLine) {
 }
 
 TEST_F(EdgeTrainerCli, ErrorsFoundAfterParsingPointAtTheKey) {
+  // These get past parsing, so they write config-edge.yaml: into the test's directory.
+  const std::string out = " --set run.output_dir=" + (dir_ / "out").string();
   const auto model = write("model.yaml", "data: {dataset: synthetic}\nmodel:\n  name: resnet81\n");
-  auto r = edge("--config " + model + " --standalone");
+  auto r = edge("--config " + model + " --standalone" + out);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr(model + ":3:9: model.name: unknown model 'resnet81' (did you mean 'resnet18'?)"));
 
   const auto data = write("data.yaml", "data: {dataset: fashion_mnist, path: /nonexistent/fmnist}\n");
-  r = edge("--config " + data + " --standalone");
+  r = edge("--config " + data + " --standalone" + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("cannot open '/nonexistent/fmnist/train-images-idx3-ubyte.gz'"));
 }
