@@ -14,6 +14,7 @@
 #include "runtime/common/error.h"
 #include "runtime/common/log.h"
 #include "runtime/config/config.h"
+#include "runtime/config/role.h"
 #include "runtime/pipeline/cloud.h"
 #include "runtime/pipeline/edge.h"
 #include "runtime/pipeline/link.h"
@@ -80,6 +81,10 @@ int trainerMain(Role role, int argc, char** argv) {
       ->type_name("KEY=VALUE")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bool print_config = false;
+  cli.add_flag("--print-config", print_config,
+               "Print the fully resolved config (defaults included, after --set) as YAML that --config accepts, "
+               "and exit");
   bool keep_serving = false;
   bool resume = false;
   std::string endpoint_file;
@@ -95,9 +100,9 @@ int trainerMain(Role role, int argc, char** argv) {
         ->type_name("FILE");
   }
   cli.add_option("--log-level", log_level, "Override log.level")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+      ->check(CLI::IsMember(config::enumNames<config::LogLevel>()));
   cli.add_option("--log-format", log_format, "Override log.format: text or json")
-      ->check(CLI::IsMember({"text", "json"}));
+      ->check(CLI::IsMember(config::enumNames<config::LogFormat>()));
   cli.set_version_flag("--version", "tandem 0.1.0");
   cli.footer(
       "Exit codes: 0 success, 1 failure, 2 bad command line or config, 130 interrupted (cloud: also when the\n"
@@ -117,7 +122,14 @@ int trainerMain(Role role, int argc, char** argv) {
     if (!log_level.empty()) overrides.push_back("log.level=" + log_level);
     if (!log_format.empty()) overrides.push_back("log.format=" + log_format);
     const config::Config config = config::loadConfig(config_path, overrides);
-    log::configure({config.log.level, config.log.format});
+    if (print_config) {
+      std::fputs(config::printConfig(config).c_str(), stdout);
+      return kExitOk;
+    }
+    log::configure({config::toString(config.log.level), config::toString(config.log.format)});
+    // What this run was told, resolved, beside what it produced.
+    telemetry::writeFileAtomically(config.run.output_dir + "/config-" + config::toString(role) + ".yaml",
+                                   config::printConfig(config));
     installSignalHandlers();
     if (config.run.threads > 0) at::set_num_threads(config.run.threads);
     if (role == Role::kEdge && standalone) {
@@ -126,15 +138,15 @@ int trainerMain(Role role, int argc, char** argv) {
     }
     std::unique_ptr<telemetry::Metrics> metrics;
     if (config.metrics.port > 0) {
-      metrics = std::make_unique<telemetry::Metrics>(role == Role::kEdge ? "edge" : "cloud", config.metrics);
+      metrics = std::make_unique<telemetry::Metrics>(config::toString(role), config.metrics);
       log::get(role == Role::kEdge ? "edge.metrics" : "cloud.metrics")->info("metrics at {}", metrics->url());
     }
     if (role == Role::kEdge) {
-      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, "edge"), metrics.get(), resume);
+      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, config::toString(role)), metrics.get(), resume);
       const auto summary = edge.run(g_stop, &g_abort);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
-    auto transport = pipeline::makeTransport(config, "cloud");
+    auto transport = pipeline::makeTransport(config, config::toString(role));
     pipeline::CloudTrainer cloud(config, std::move(transport), {keep_serving}, metrics.get());
     if (!endpoint_file.empty()) telemetry::writeFileAtomically(endpoint_file, cloud.endpoint() + "\n");
     switch (cloud.run(g_stop)) {

@@ -2,13 +2,18 @@
 // Typed, validated configuration. A YAML file (plus `--set key.path=value` overrides) is
 // parsed once into these structs and handed down to constructors; nothing below the
 // trainers' mains reads YAML or the environment. The key names are a contract
-// (shared/DESIGN.md): extend, don't rename.
+// (shared/DESIGN.md): extend, don't rename. Every key is described once, in the schema
+// (runtime/config/schema.h): its type, default, allowed values and meaning; the parser,
+// printConfig() and README.md's key table all follow it.
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "runtime/config/enums.h"
+#include "runtime/config/role.h"
 
 namespace tandem::config {
 
@@ -49,7 +54,7 @@ struct ModelConfig {
 };
 
 struct ScheduleConfig {
-  std::string name = "none";  // none | step | multistep | cosine
+  LrSchedule name = LrSchedule::kNone;
   int step_size = 1;          // step: epochs between decays
   double gamma = 0.1;         // step, multistep: decay factor
   std::vector<int> milestones;  // multistep: epochs (0-based) at which to decay
@@ -58,7 +63,7 @@ struct ScheduleConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "sgd";  // sgd | adam
+  OptimizerKind name = OptimizerKind::kSgd;
   double lr = 0.05;
   double momentum = 0.9;
   bool nesterov = false;
@@ -74,16 +79,18 @@ struct SplitConfig {
   int point = 2;           // stages [0, point) run on the edge
   int staleness = 0;       // K: batches the edge may run ahead of the gradients
   std::map<int, int> staleness_schedule;  // epoch → K from that epoch on
-  std::string replay = "recompute";       // recompute | retain
+  Replay replay = Replay::kRecompute;
   // How the edge tempers a gradient that is s updates stale: none; lr (step × 1/(1+s));
   // momentum (SGD momentum μ → max(0, μ − s/(s+1)): asynchrony already adds about that
   // much implicit momentum).
-  std::string compensation = "momentum";
+  Compensation compensation = Compensation::kMomentum;
 
   // K in force during `epoch` (0-based), after the schedule.
   int stalenessAt(int epoch) const;
 };
 
+// Codec specs (compression/registry.h), checked against the codec registry while parsing.
+// "none" is raw float32 bytes (the wire calls it "raw"; config accepts only "none").
 struct CompressionConfig {
   std::string uplink = "none";
   std::string downlink = "none";
@@ -118,6 +125,8 @@ struct EmulateConfig {
 };
 
 struct LinkConfig {
+  // tcp://HOST:PORT (PORT 1-65535, or * for one the system picks; HOST may be *),
+  // ipc://PATH or inproc://NAME; checked while parsing.
   std::string endpoint = "tcp://127.0.0.1:5555";
   double connect_timeout_s = 30.0;   // edge: give up if the cloud is not up by then
   double heartbeat_interval_s = 1.0;
@@ -132,7 +141,7 @@ struct LinkConfig {
 // default; plaintext must be asked for, and the trainers warn when it is used on a
 // non-loopback endpoint.
 struct SecurityConfig {
-  std::string mode = "curve";        // curve | plaintext
+  SecurityMode mode = SecurityMode::kCurve;
   std::string key_file;              // this side's key pair (tandem_keygen NAME.key, mode 0600)
   std::string cloud_public_key_file;  // edge: the cloud's NAME.pub
   std::string authorized_keys;       // cloud: file listing the edge public keys it accepts
@@ -151,8 +160,8 @@ struct MetricsConfig {
 };
 
 struct LogConfig {
-  std::string level = "info";   // trace | debug | info | warn | error
-  std::string format = "text";  // text | json
+  LogLevel level = LogLevel::kInfo;
+  LogFormat format = LogFormat::kText;
 };
 
 struct Config {
@@ -181,12 +190,19 @@ struct Config {
 };
 
 // Reads `path`, applies `overrides` ("key.path=value", YAML syntax for the value) and
-// validates every key. Throws ConfigError naming the file, the key path and the line.
+// validates every key. Throws ConfigError naming the file, the key path and the line (or
+// the `--set key=value` argument for a key given on the command line). Duplicate keys, a
+// directory, an unreadable file and a file without any key are config errors too.
 Config loadConfig(const std::string& path, const std::vector<std::string>& overrides = {});
 
 // The same from YAML text; `source` names it in errors.
 Config parseConfig(const std::string& yaml_text, const std::string& source,
                    const std::vector<std::string>& overrides = {});
+
+// The fully resolved config (defaults included, derived defaults filled in) as YAML that
+// parseConfig/loadConfig accept back and that parses to an equal config. Keys follow the
+// schema's order; an optional string left unset is printed as a comment.
+std::string printConfig(const Config& config);
 
 // Throws ConfigError "<location>: <key_path>: <message>" for a key found bad after parsing.
 [[noreturn]] void failAt(const Config& config, const std::string& key_path, const std::string& message);

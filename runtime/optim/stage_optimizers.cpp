@@ -22,7 +22,7 @@ StageOptimizers::StageOptimizers(const config::OptimizerConfig& config, models::
 
 std::unique_ptr<torch::optim::Optimizer> StageOptimizers::make(int stage) const {
   auto params = model_.parameters(stage, stage + 1);
-  if (config_.name == "adam") {
+  if (config_.name == config::OptimizerKind::kAdam) {
     return std::make_unique<torch::optim::Adam>(
         params, torch::optim::AdamOptions(lr_)
                     .betas({config_.beta1, config_.beta2})
@@ -56,14 +56,14 @@ void StageOptimizers::step() {
 void StageOptimizers::stepWith(double lr_factor, double momentum) {
   const double base_lr = lr_;
   setLearningRate(base_lr * lr_factor);
-  if (momentum >= 0 && config_.name == "sgd") {
+  if (momentum >= 0 && config_.name == config::OptimizerKind::kSgd) {
     for (auto& [s, o] : optimizers_) {
       for (auto& group : o->param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).momentum(momentum);
     }
   }
   step();
   setLearningRate(base_lr);
-  if (momentum >= 0 && config_.name == "sgd") {
+  if (momentum >= 0 && config_.name == config::OptimizerKind::kSgd) {
     for (auto& [s, o] : optimizers_) {
       for (auto& group : o->param_groups()) {
         static_cast<torch::optim::SGDOptions&>(group.options()).momentum(config_.momentum);
@@ -76,7 +76,7 @@ void StageOptimizers::setLearningRate(double lr) {
   lr_ = lr;
   for (auto& [s, o] : optimizers_) {
     for (auto& group : o->param_groups()) {
-      if (config_.name == "adam") {
+      if (config_.name == config::OptimizerKind::kAdam) {
         static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
       } else {
         static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
@@ -94,7 +94,7 @@ std::vector<std::vector<torch::Tensor>> StageOptimizers::exportState(int stage) 
     std::vector<torch::Tensor> entry;
     auto found = states.find(stateKey(p));
     if (found != states.end()) {
-      if (config_.name == "adam") {
+      if (config_.name == config::OptimizerKind::kAdam) {
         const auto& s = static_cast<const torch::optim::AdamParamState&>(*found->second);
         entry = {torch::tensor(s.step(), torch::kInt64), s.exp_avg().clone(), s.exp_avg_sq().clone()};
       } else {
@@ -118,7 +118,7 @@ void StageOptimizers::importState(int stage, const std::vector<std::vector<torch
     const auto key = stateKey(params[i]);
     states.erase(key);
     if (entry.empty()) continue;
-    if (config_.name == "adam") {
+    if (config_.name == config::OptimizerKind::kAdam) {
       TANDEM_ENFORCE_EQ(entry.size(), std::size_t{3}, "Adam state tensors");
       TANDEM_ENFORCE(entry[1].sizes() == params[i].sizes() && entry[2].sizes() == params[i].sizes());
       auto s = std::make_unique<torch::optim::AdamParamState>();

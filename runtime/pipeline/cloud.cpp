@@ -87,15 +87,7 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
     const auto& shape = reference.boundaryShapes().front();
     std::vector<std::int64_t> batch{config_.data.batch_size};
     batch.insert(batch.end(), shape.begin(), shape.end());
-    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), "cloud"));
-  }
-  if (config_.compression.downlink != "none") {
-    try {
-      transport::CodecCache codecs;
-      codecs.get(config_.compression.downlink);
-    } catch (const std::exception& e) {
-      config::failAt(config_, "compression.downlink", e.what());
-    }
+    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), config::Role::kCloud));
   }
 }
 
@@ -132,7 +124,7 @@ void CloudTrainer::onHello(Message& message) {
   s->model = std::move(model);
   s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
   s->checkpoints = std::move(store);
-  s->summary = newRunSummary("cloud", "split", hello.run_name, hello.model, config_.data.dataset,
+  s->summary = newRunSummary(config::Role::kCloud, "split", hello.run_name, hello.model, config_.data.dataset,
                              static_cast<int>(hello.epochs));
   if (resume_from) {
     const auto position = restoreRun(*resume_from, *s->model, *s->optimizer, s->split(), s->stages);

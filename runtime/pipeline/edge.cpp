@@ -76,7 +76,7 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
   if (scheduling_) {
     std::vector<std::int64_t> first(static_cast<std::size_t>(std::min(config_.data.batch_size, train_set_->size())));
     for (std::size_t i = 0; i < first.size(); ++i) first[i] = static_cast<std::int64_t>(i);
-    edge_profile_ = scheduler::sideProfile(config_, model_, train_set_->gather(first).inputs, "edge");
+    edge_profile_ = scheduler::sideProfile(config_, model_, train_set_->gather(first).inputs, config::Role::kEdge);
   }
 }
 
@@ -101,7 +101,7 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   hello.split_point = static_cast<std::uint32_t>(split_);
   hello.batch_size = static_cast<std::uint32_t>(config_.data.batch_size);
   hello.staleness = static_cast<std::uint32_t>(config_.split.staleness);
-  hello.replay = config_.split.replay;
+  hello.replay = config::toString(config_.split.replay);
   hello.uplink_codec = config_.compression.uplink;
   hello.downlink_codec = config_.compression.downlink;
   hello.epochs = static_cast<std::uint32_t>(config_.run.epochs);
@@ -112,7 +112,7 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
   }
   log_->info("connecting to the cloud at {} (model {}, split {}/{}, K {}, replay {}, uplink {}, downlink {})",
              session_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness,
-             config_.split.replay, hello.uplink_codec, hello.downlink_codec);
+             hello.replay, hello.uplink_codec, hello.downlink_codec);
   auto welcome = session_->connect(Message(MessageType::kHello, hello), millis(config_.link.connect_timeout_s), stop);
   installWelcome(welcome);
   const auto& body = std::get<transport::Welcome>(welcome.body);
@@ -392,7 +392,7 @@ void EdgeTrainer::recordEpoch(const RunningStats* test, telemetry::RunSummary& s
 
 telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std::atomic<bool>* abort) {
   const auto start = Clock::now();
-  auto summary = newRunSummary("edge", "split", config_.run.name, config_.model.name, config_.data.dataset,
+  auto summary = newRunSummary(config::Role::kEdge, "split", config_.run.name, config_.model.name, config_.data.dataset,
                                config_.run.epochs);
   started_ = start;
   session_->setAbort(abort);

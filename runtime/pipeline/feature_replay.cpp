@@ -11,14 +11,14 @@ namespace tandem::pipeline {
 
 FeatureReplay::FeatureReplay(const config::SplitConfig& split, const config::OptimizerConfig& optimizer,
                              bool error_feedback)
-    : retain_(split.replay == "retain"),
+    : retain_(split.replay == config::Replay::kRetain),
       momentum_(optimizer.momentum),
       error_feedback_enabled_(error_feedback) {
   // Momentum compensation is defined for SGD's momentum only; other optimizers temper the
   // learning rate instead.
-  if (split.compensation == "none") {
+  if (split.compensation == config::Compensation::kNone) {
     compensation_ = Compensation::kNone;
-  } else if (split.compensation == "lr" || optimizer.name != "sgd") {
+  } else if (split.compensation == config::Compensation::kLr || optimizer.name != config::OptimizerKind::kSgd) {
     compensation_ = Compensation::kLearningRate;
   } else {
     compensation_ = Compensation::kMomentum;

@@ -19,7 +19,7 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.outages = config.link.emulate.outages;
   const auto& sec = config.security;
   const bool cloud = role == "cloud";
-  if (sec.mode == "plaintext") {
+  if (sec.mode == config::SecurityMode::kPlaintext) {
     const auto& ep = config.link.endpoint;
     const bool local = ep.rfind("inproc://", 0) == 0 || ep.rfind("ipc://", 0) == 0 ||
                        ep.find("://127.") != std::string::npos || ep.find("://localhost") != std::string::npos ||

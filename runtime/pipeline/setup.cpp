@@ -6,10 +6,10 @@
 
 namespace tandem::pipeline {
 
-telemetry::RunSummary newRunSummary(const char* role, const char* mode, const std::string& run_name,
+telemetry::RunSummary newRunSummary(config::Role role, const char* mode, const std::string& run_name,
                                     const std::string& model, const std::string& dataset, int epochs_planned) {
   telemetry::RunSummary summary;
-  summary.role = role;
+  summary.role = config::toString(role);
   summary.mode = mode;
   summary.run_name = run_name;
   summary.model = model;

@@ -42,7 +42,7 @@ struct RunningStats {
 };
 
 // A run summary with the fields every trainer fills in the same way.
-telemetry::RunSummary newRunSummary(const char* role, const char* mode, const std::string& run_name,
+telemetry::RunSummary newRunSummary(config::Role role, const char* mode, const std::string& run_name,
                                     const std::string& model, const std::string& dataset, int epochs_planned);
 
 // The record of a finished epoch (bytes are left to the caller).

@@ -38,7 +38,7 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
             config.model.name, n, config.data.dataset, train_set->size(), test_set->size(),
             train_loader->batchesPerEpoch(), config.data.batch_size);
 
-  auto summary = newRunSummary("edge", "standalone", config.run.name, config.model.name, config.data.dataset,
+  auto summary = newRunSummary(config::Role::kEdge, "standalone", config.run.name, config.model.name, config.data.dataset,
                                config.run.epochs);
   const bool interactive = telemetry::Progress::stderrIsInteractive();
 

@@ -56,23 +56,13 @@ CostModel::CostModel(ModelProfile profile, EncodedSizeFn encoded_size, CostModel
   if (profile_.buffer_bytes.empty()) profile_.buffer_bytes.assign(static_cast<std::size_t>(n), 0);
   checkPerStage(profile_.buffer_bytes, "buffer_bytes", n);
   if (profile_.optimizer_state_bytes.empty()) {
-    std::int64_t copies = 0;
-    if (options_.optimizer == "sgd") {
-      copies = 1;  // the momentum buffer
-    } else if (options_.optimizer == "adam") {
-      copies = 2;  // first and second moments
-    } else {
-      throw Error(detail::concat("cost model: unknown optimizer \"", options_.optimizer,
-                                 "\" (known: sgd, adam) and the profile has no optimizer_state_bytes"));
-    }
+    // sgd: the momentum buffer; adam: first and second moments.
+    const std::int64_t copies = options_.optimizer == config::OptimizerKind::kAdam ? 2 : 1;
     for (auto bytes : profile_.parameter_bytes) profile_.optimizer_state_bytes.push_back(copies * bytes);
   }
   checkPerStage(profile_.optimizer_state_bytes, "optimizer_state_bytes", n);
   checkSide(profile_.edge, "edge", n);
   checkSide(profile_.cloud, "cloud", n);
-  if (options_.replay != "recompute" && options_.replay != "retain") {
-    throw Error(detail::concat("cost model: unknown replay mode \"", options_.replay, "\" (known: recompute, retain)"));
-  }
   if (!encoded_size_) throw Error("cost model: no encoded-size function");
   if (!(options_.codec_seconds_per_byte >= 0) || !std::isfinite(options_.codec_seconds_per_byte)) {
     throw Error(detail::concat("cost model: codec_seconds_per_byte = ", options_.codec_seconds_per_byte));
@@ -107,7 +97,7 @@ IterationTimes CostModel::iteration(int split, const std::string& codec, const L
   checkSplit(split);
   const auto p = static_cast<std::size_t>(split);
   const auto n = static_cast<std::size_t>(profile_.num_stages);
-  const double forward_passes = options_.replay == "recompute" ? 2.0 : 1.0;
+  const double forward_passes = options_.replay == config::Replay::kRecompute ? 2.0 : 1.0;
 
   IterationTimes t;
   for (std::size_t i = 0; i < p; ++i) {
@@ -232,7 +222,7 @@ std::int64_t CostModel::edgeMemoryBytes(int split, int staleness, const std::str
     model += 2 * profile_.parameter_bytes[i] + profile_.optimizer_state_bytes[i] + profile_.buffer_bytes[i];
   }
   std::int64_t replay = 0;
-  if (options_.replay == "recompute") {
+  if (options_.replay == config::Replay::kRecompute) {
     replay = in_flight * profile_.activationBytes(0) + working;
   } else {
     replay = in_flight * (working + weights);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/config/enums.h"
 #include "runtime/scheduler/profile.h"
 
 namespace tandem::scheduler {
@@ -49,10 +50,11 @@ struct IterationTimes {
 using EncodedSizeFn = std::function<std::int64_t(const std::string& codec, const std::vector<std::int64_t>& shape)>;
 
 struct CostModelOptions {
-  std::string replay = "recompute";  // recompute (the edge runs each forward twice) | retain
-  // sgd | adam: sizes the optimizer state (1 or 2 copies of the weights) when the profile
+  // kRecompute: the edge runs each forward twice.
+  config::Replay replay = config::Replay::kRecompute;
+  // Sizes the optimizer state (sgd: 1, adam: 2 copies of the weights) when the profile
   // does not carry optimizer_state_bytes.
-  std::string optimizer = "sgd";
+  config::OptimizerKind optimizer = config::OptimizerKind::kSgd;
   std::string downlink_codec = "none";
   // Encode+decode cost of one float32 input byte (measured). Each codec in use is encoded
   // on one side and decoded on the other, so each side is charged half of it per byte of

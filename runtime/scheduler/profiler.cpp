@@ -77,13 +77,13 @@ SideProfile measureStages(models::StageModel& model, const torch::Tensor& input,
   return profile;
 }
 
-ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_size, const std::string& optimizer) {
+ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_size, config::OptimizerKind optimizer) {
   ModelProfile p;
   p.model = model.spec().name;
   p.batch_size = batch_size;
   p.num_stages = model.numStages();
   p.boundary_shapes = model.boundaryShapes();
-  const int state_copies = optimizer == "adam" ? 2 : 1;
+  const int state_copies = optimizer == config::OptimizerKind::kAdam ? 2 : 1;
   for (int s = 0; s < model.numStages(); ++s) {
     const auto params = model.parameterBytes(s);
     std::int64_t buffers = 0;
@@ -96,7 +96,8 @@ ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_s
 }
 
 SideProfile sideProfile(const config::Config& config, models::StageModel& model, const torch::Tensor& input,
-                        const std::string& role) {
+                        config::Role role_value) {
+  const std::string role = config::toString(role_value);
   auto log = log::get(role + ".scheduler");
   const std::string key = model.spec().name + "-b" + std::to_string(input.size(0)) + "-" + hostName() + "-" + role +
                           "-" + model.fingerprint() + ".json";

@@ -21,10 +21,10 @@ std::string hostName();
 SideProfile measureStages(models::StageModel& model, const torch::Tensor& input, int iterations);
 
 // Shapes and byte sizes of `model` for batches of `batch_size`.
-ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_size, const std::string& optimizer);
+ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_size, config::OptimizerKind optimizer);
 
 // The profile of this side, from the cache when present, measured (and cached) otherwise.
 SideProfile sideProfile(const config::Config& config, models::StageModel& model, const torch::Tensor& input,
-                        const std::string& role);
+                        config::Role role);
 
 }  // namespace tandem::scheduler

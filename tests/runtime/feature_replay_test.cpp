@@ -14,8 +14,8 @@ models::StageModel mlp() { return models::makeModel(models::ModelSpec{"mlp", 1, 
 // Stage 0 of mobilenetv2 is a convolution with BatchNorm.
 models::StageModel withBatchNorm() { return models::makeModel(models::ModelSpec{"mobilenetv2", 1, 8, 8, 3}, 9); }
 
-config::SplitConfig splitConfig(int staleness, const std::string& replay = "recompute",
-                                const std::string& compensation = "momentum") {
+config::SplitConfig splitConfig(int staleness, config::Replay replay = config::Replay::kRecompute,
+                                config::Compensation compensation = config::Compensation::kMomentum) {
   config::SplitConfig c;
   c.staleness = staleness;
   c.replay = replay;
@@ -93,7 +93,7 @@ TEST(FeatureReplay, GradientsMustComeBackInOrder) {
 // At K = 0 both replay modes make exactly the update of back-propagating the cloud's
 // gradient through the edge's stages at once.
 TEST(FeatureReplay, BothModesMatchADirectBackwardAtKZero) {
-  for (const std::string mode : {"recompute", "retain"}) {
+  for (const auto mode : {config::Replay::kRecompute, config::Replay::kRetain}) {
     auto model = mlp();
     auto reference = mlp();
     optim::StageOptimizers optimizer(sgd(), model, 0, 2);
@@ -109,14 +109,14 @@ TEST(FeatureReplay, BothModesMatchADirectBackwardAtKZero) {
       reference.forward(b.inputs, 0, 2).backward(grad);
       reference_optimizer.step();
     }
-    EXPECT_LT(largestDifference(model.parameters(0, 2), reference.parameters(0, 2)), 1e-6) << mode;
+    EXPECT_LT(largestDifference(model.parameters(0, 2), reference.parameters(0, 2)), 1e-6) << config::toString(mode);
     EXPECT_EQ(replay.updates(), 3u);
   }
 }
 
 // The replayed forward must not count a batch twice in the BatchNorm running statistics.
 TEST(FeatureReplay, BatchNormSeesEachBatchOnce) {
-  for (const std::string mode : {"recompute", "retain"}) {
+  for (const auto mode : {config::Replay::kRecompute, config::Replay::kRetain}) {
     auto model = withBatchNorm();
     auto reference = withBatchNorm();
     model.train(true);
@@ -131,7 +131,7 @@ TEST(FeatureReplay, BatchNormSeesEachBatchOnce) {
       reference.forward(b.inputs, 0, 1);  // one forward in train mode
     }
     ASSERT_FALSE(model.buffers(0, 1).empty());
-    EXPECT_LT(largestDifference(model.buffers(0, 1), reference.buffers(0, 1)), 1e-6) << mode;
+    EXPECT_LT(largestDifference(model.buffers(0, 1), reference.buffers(0, 1)), 1e-6) << config::toString(mode);
   }
 }
 
@@ -140,7 +140,7 @@ TEST(FeatureReplay, BatchNormSeesEachBatchOnce) {
 TEST(FeatureReplay, StaleGradientIsTemperedByItsStaleness) {
   auto model = mlp();
   optim::StageOptimizers optimizer(sgd(0.1), model, 0, 1);
-  FeatureReplay replay(splitConfig(1, "recompute", "lr"), sgd(0.1), false);
+  FeatureReplay replay(splitConfig(1, config::Replay::kRecompute, config::Compensation::kLr), sgd(0.1), false);
   const auto b0 = batch(model, 0);
   const auto b1 = batch(model, 1);
   const auto a0 = replay.forward(model, 1, b0, 0, 0);

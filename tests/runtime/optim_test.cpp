@@ -20,7 +20,7 @@ TEST(Schedule, None) { EXPECT_DOUBLE_EQ(learningRate(base(), 7, 10), 0.1); }
 
 TEST(Schedule, Step) {
   auto o = base();
-  o.schedule.name = "step";
+  o.schedule.name = config::LrSchedule::kStep;
   o.schedule.step_size = 2;
   o.schedule.gamma = 0.5;
   EXPECT_DOUBLE_EQ(learningRate(o, 0, 10), 0.1);
@@ -31,7 +31,7 @@ TEST(Schedule, Step) {
 
 TEST(Schedule, Multistep) {
   auto o = base();
-  o.schedule.name = "multistep";
+  o.schedule.name = config::LrSchedule::kMultistep;
   o.schedule.milestones = {3, 6};
   o.schedule.gamma = 0.1;
   EXPECT_DOUBLE_EQ(learningRate(o, 2, 10), 0.1);
@@ -41,7 +41,7 @@ TEST(Schedule, Multistep) {
 
 TEST(Schedule, CosineWithWarmup) {
   auto o = base();
-  o.schedule.name = "cosine";
+  o.schedule.name = config::LrSchedule::kCosine;
   o.schedule.min_lr = 0.0;
   o.schedule.warmup_epochs = 1;
   EXPECT_DOUBLE_EQ(learningRate(o, 0, 5), 0.05);  // warm-up: lr · 1/2
@@ -91,8 +91,8 @@ TEST(StageOptimizers, MatchesOneOptimizerOverTheWholeModel) {
 }
 
 TEST(StageOptimizers, StateMovesBetweenInstances) {
-  for (const std::string name : {"sgd", "adam"}) {
-    SCOPED_TRACE(name);
+  for (const auto name : {config::OptimizerKind::kSgd, config::OptimizerKind::kAdam}) {
+    SCOPED_TRACE(config::toString(name));
     auto o = base(0.01);
     o.name = name;
     auto a = smallModel();

@@ -80,9 +80,9 @@ class MigrationEquivalence : public ::testing::TestWithParam<std::string> {};
 TEST_P(MigrationEquivalence, MovingTheSplitLosesNoUpdate) {
   const std::string optimizer = "optimizer: {name: " + GetParam() + ", lr: 0.01, momentum: 0.9}\n";
   auto fixed = baseConfig("fixed_" + GetParam());
-  fixed.optimizer.name = GetParam();
+  fixed.optimizer.name = *config::parseEnum<config::OptimizerKind>(GetParam());
   auto moving = baseConfig("moving_" + GetParam(), "");
-  moving.optimizer.name = GetParam();
+  moving.optimizer.name = *config::parseEnum<config::OptimizerKind>(GetParam());
   moving.scheduler.split_schedule = {{1, 4}, {2, 2}};
   const auto a = train(fixed);
   const auto b = train(moving);

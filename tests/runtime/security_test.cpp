@@ -182,9 +182,9 @@ split: {point: 1}
 )",
                                   "curve.yaml", {"run.output_dir=" + path("out")});
   auto cloud_config = base;
-  cloud_config.security = {"curve", path("cloud.key"), "", path("authorized")};
+  cloud_config.security = {config::SecurityMode::kCurve, path("cloud.key"), "", path("authorized")};
   auto edge_config = base;
-  edge_config.security = {"curve", path("edge.key"), path("cloud.pub"), ""};
+  edge_config.security = {config::SecurityMode::kCurve, path("edge.key"), path("cloud.pub"), ""};
   tandem::testing::CloudThread cloud(cloud_config);
   auto edge = tandem::testing::makeEdge(edge_config, cloud.endpoint);
   std::atomic<bool> stop{false};
@@ -195,11 +195,11 @@ split: {point: 1}
 
   // Missing keys are config errors naming the key.
   auto no_key = base;
-  no_key.security = {"curve", "", "", ""};
+  no_key.security = {config::SecurityMode::kCurve, "", "", ""};
   EXPECT_THAT(configErrorOf([&] { pipeline::zmqOptions(no_key, "edge"); }),
               HasSubstr("security.key_file: needed with security.mode: curve"));
   auto no_authorized = base;
-  no_authorized.security = {"curve", path("cloud.key"), "", ""};
+  no_authorized.security = {config::SecurityMode::kCurve, path("cloud.key"), "", ""};
   EXPECT_THAT(configErrorOf([&] { pipeline::zmqOptions(no_authorized, "cloud"); }),
               HasSubstr("security.authorized_keys: needed"));
 }

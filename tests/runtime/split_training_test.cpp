@@ -100,7 +100,7 @@ TEST_P(StaleReplay, ConvergesWithinTheBound) {
   config.data.max_test_batches = 0;
   config.split.point = 2;
   config.split.staleness = 4;
-  config.split.replay = GetParam();
+  config.split.replay = *config::parseEnum<config::Replay>(GetParam());
   config.optimizer.lr = 0.02;
   testing::CloudThread cloud(config);
   auto edge = testing::makeEdge(config, cloud.endpoint);

@@ -33,6 +33,9 @@ class EdgeTrainerCli : public ::testing::Test {
   }
 
   testing::ProcessResult edge(const std::string& args) { return runCommand(std::string(EDGE_TRAINER) + " " + args); }
+  testing::ProcessResult cloud(const std::string& args) {
+    return runCommand(std::string(CLOUD_TRAINER) + " " + args);
+  }
 
   fs::path dir_;
 };
@@ -82,13 +85,15 @@ TEST_F(EdgeTrainerCli, ConfigErrorsNameFileKeyAndLine) {
 }
 
 TEST_F(EdgeTrainerCli, ErrorsFoundAfterParsingPointAtTheKey) {
+  // These get past parsing, so they write config-edge.yaml: into the test's directory.
+  const std::string out = " --set run.output_dir=" + (dir_ / "out").string();
   const auto model = write("model.yaml", "data: {dataset: synthetic}\nmodel:\n  name: resnet81\n");
-  auto r = edge("--config " + model + " --standalone");
+  auto r = edge("--config " + model + " --standalone" + out);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr(model + ":3:9: model.name: unknown model 'resnet81' (did you mean 'resnet18'?)"));
 
   const auto data = write("data.yaml", "data: {dataset: fashion_mnist, path: /nonexistent/fmnist}\n");
-  r = edge("--config " + data + " --standalone");
+  r = edge("--config " + data + " --standalone" + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("cannot open '/nonexistent/fmnist/train-images-idx3-ubyte.gz'"));
 }
@@ -121,6 +126,71 @@ model: {name: mlp}
   const auto json = nlohmann::json::parse(in);
   EXPECT_EQ(json["epochs"], 1);
   EXPECT_EQ(json["train_samples"], 64);
+
+  // The resolved config, beside the summary, loads back as a config.
+  const auto written = dir_ / "out" / "config-edge.yaml";
+  ASSERT_TRUE(fs::exists(written));
+  std::ifstream config_in(written);
+  const std::string config_text((std::istreambuf_iterator<char>(config_in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(config_text, HasSubstr("  name: cli\n"));
+  EXPECT_THAT(config_text, HasSubstr("  format: json\n"));  // --log-format is part of the config
+  EXPECT_THAT(config_text, HasSubstr("  output_dir: " + (dir_ / "out").string() + "\n"));
+  const auto reloaded = edge("--config " + written.string() + " --print-config");
+  EXPECT_EQ(reloaded.exit_code, 0) << reloaded.output;
+}
+
+TEST_F(EdgeTrainerCli, ConfigNamingADirectoryIsAConfigError) {
+  const auto r = edge("--config " + dir_.string() + " --standalone");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("config error: cannot read config file '" + dir_.string() + "': it is a directory"));
+}
+
+TEST_F(EdgeTrainerCli, EmptyConfigFileIsAConfigError) {
+  const auto empty = write("empty.yaml", "");
+  const auto r = edge("--config " + empty + " --standalone");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("'" + empty + "' is empty (no keys)"));
+}
+
+TEST_F(EdgeTrainerCli, MalformedEndpointIsAConfigErrorWithTheLine) {
+  const auto cfg = write("endpoint.yaml", "data: {dataset: synthetic}\nlink:\n  endpoint: tcp://\n");
+  auto r = edge("--config " + cfg);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(cfg + ":3:13: link.endpoint: 'tcp://' names no host and port"));
+  r = cloud("--config " + cfg);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(cfg + ":3:13: link.endpoint:"));
+  const auto ok = write("ok.yaml", "data: {dataset: synthetic}\n");
+  r = edge("--config " + ok + " --set link.endpoint=tcp://host");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--set link.endpoint=tcp://host: link.endpoint: 'tcp://host' has no port"));
+}
+
+TEST_F(EdgeTrainerCli, UnknownCodecIsAConfigErrorWithTheSchedulerOff) {
+  const auto cfg = write("codecs.yaml", "data: {dataset: synthetic}\nscheduler:\n  codecs: [int9]\n");
+  const auto r = edge("--config " + cfg + " --standalone");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(cfg + ":3:12: scheduler.codecs[0]: unknown codec 'int9'"));
+}
+
+TEST_F(EdgeTrainerCli, PrintConfigPrintsWhatLoadsBack) {
+  const auto cfg = write("print.yaml", "run: {name: printed, epochs: 2}\ndata: {dataset: synthetic}\n");
+  const auto r = edge("--config " + cfg + " --set run.epochs=3 --set split.replay=retain --print-config");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("run:\n  name: printed\n"));
+  EXPECT_THAT(r.output, HasSubstr("  epochs: 3\n"));
+  EXPECT_THAT(r.output, HasSubstr("  replay: retain\n"));
+  EXPECT_THAT(r.output, HasSubstr("  endpoint: \"tcp://127.0.0.1:5555\"\n"));
+  EXPECT_FALSE(fs::exists("runs/printed")) << "--print-config must not start a run";
+  // Loads back and prints the same (but for the first line, which names the source).
+  const auto printed = write("printed.yaml", r.output);
+  const auto again = edge("--config " + printed + " --print-config");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output.substr(again.output.find('\n')), r.output.substr(r.output.find('\n')));
+
+  const auto c = cloud("--config " + cfg + " --print-config");
+  EXPECT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_THAT(c.output, HasSubstr("  epochs: 2\n"));
 }
 
 TEST_F(EdgeTrainerCli, SigintStopsCleanlyWithSummary) {
