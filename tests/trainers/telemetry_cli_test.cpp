@@ -1,9 +1,10 @@
 // What a user sees of the trainers' telemetry from the command line: `--log-format json`
 // makes every stderr line one JSON object with the numbers as fields, standalone runs
-// serve metrics, summary epochs are 1-based.
+// serve metrics, summary epochs are 1-based; and tandem_keygen's care with secret keys.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -182,6 +183,72 @@ model: {name: mlp}
   EXPECT_THAT(r.output, HasSubstr("[edge.standalone] epoch 1/1: train loss "));
   EXPECT_THAT(r.output, HasSubstr("samples/s | "));
   EXPECT_THAT(r.output, Not(HasSubstr("\"event\"")));
+}
+
+// ---------------------------------------------------------------------------------------
+// tandem_keygen
+
+mode_t modeOf(const fs::path& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? (st.st_mode & 0777) : 0;
+}
+
+TEST_F(TelemetryCli, KeygenWritesSecretKeys0600AndRefusesToOverwriteWithoutForce) {
+  const auto keys = dir_ / "keys";
+  const std::string keygen = std::string(TANDEM_KEYGEN) + " --out " + keys.string();
+  auto r = runCommand(keygen + " cloud edge");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(modeOf(keys / "cloud.key"), 0600u);
+  EXPECT_EQ(modeOf(keys / "edge.key"), 0600u);
+  EXPECT_EQ(modeOf(keys / "cloud.pub"), 0644u);
+  const std::string secret = read(keys / "edge.key");
+  ASSERT_THAT(secret, HasSubstr("secret-key = \""));
+
+  // A second run must not replace any of them, not even the names that are new.
+  r = runCommand(keygen + " other edge");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr((keys / "edge.key").string()));
+  EXPECT_THAT(r.output, HasSubstr("--force"));
+  EXPECT_EQ(read(keys / "edge.key"), secret);
+  EXPECT_FALSE(fs::exists(keys / "other.key"));
+
+  r = runCommand(keygen + " --force edge");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(read(keys / "edge.key"), secret);
+  EXPECT_EQ(modeOf(keys / "edge.key"), 0600u);
+}
+
+TEST_F(TelemetryCli, KeygenWarnsWhenTheKeysCouldBeCommitted) {
+  const auto repo = dir_ / "repo";
+  fs::create_directories(repo);
+  const auto init = runCommand("git init -q " + repo.string());
+  ASSERT_EQ(init.exit_code, 0) << "git is needed for this test (scripts/setup.sh installs it): " << init.output;
+  const std::string keygen = std::string(TANDEM_KEYGEN) + " --out " + (repo / "keys").string();
+
+  auto r = runCommand(keygen + " cloud");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("warning"));
+  EXPECT_THAT(r.output, HasSubstr("does not ignore it"));
+
+  std::ofstream(repo / ".gitignore") << "keys/\n";
+  r = runCommand(keygen + " edge");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, Not(HasSubstr("warning")));
+
+  // Outside any work tree: nothing to warn about.
+  const auto outside = dir_ / "plain";
+  r = runCommand(std::string(TANDEM_KEYGEN) + " --out " + outside.string() + " edge");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  if (runCommand("git -C " + outside.string() + " rev-parse --is-inside-work-tree").exit_code != 0) {
+    EXPECT_THAT(r.output, Not(HasSubstr("warning")));
+  }
+}
+
+TEST_F(TelemetryCli, RepositoryGitignoreCoversKeysAndRuns) {
+  const std::string gitignore = "\n" + read(fs::path(TANDEM_SOURCE_DIR) / ".gitignore");
+  for (const char* pattern : {"keys/", "*.key", "runs/", "build*/"}) {
+    EXPECT_THAT(gitignore, HasSubstr(std::string("\n") + pattern + "\n")) << pattern;
+  }
 }
 
 }  // namespace
