@@ -68,7 +68,8 @@ def size(n):
 state = "interrupted" if s["interrupted"] else "done"
 print(f"demo: {state}: {s['epochs']} of {s['epochs_planned']} epoch(s) of {s['model']} on {s['dataset']}, "
       f"split point(s) {s['split_points']}")
-print(f"  final test accuracy  {100 * s['final_test_accuracy']:.2f} %")
+accuracy = s.get("final_test_accuracy")  # null when no epoch was evaluated
+print(f"  final test accuracy  {'not measured' if accuracy is None else f'{100 * accuracy:.2f} %'}")
 print(f"  wall time            {s['wall_seconds']:.1f} s")
 print(f"  training throughput  {s['train_samples_per_second']:.0f} samples/s")
 print(f"  link traffic         {size(s['bytes_uplink'])} up, {size(s['bytes_downlink'])} down")
