@@ -217,7 +217,7 @@ def log_history(run_dir):
     history = []
     for epoch, _, train_loss, train_acc, test_loss, test_acc, rate, seconds, split in EPOCH_LINE.findall(
             path.read_text(errors="replace")):
-        history.append({"epoch": int(epoch) - 1, "train_loss": float(train_loss),
+        history.append({"epoch": int(epoch), "train_loss": float(train_loss),
                         "train_accuracy": float(train_acc) / 100, "test_loss": float(test_loss),
                         "test_accuracy": float(test_acc) / 100, "samples_per_second": float(rate),
                         "epoch_seconds": float(seconds), "split_point": int(split)})

@@ -18,7 +18,8 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::map<std::string, CodecFactory> factories;  // sorted, so codecNames() is too
-  bool builtinsRegistered = false;
+  std::vector<std::string> builtins;              // in registration order
+  bool builtins_registered = false;
 };
 
 Registry& registry() {
@@ -75,11 +76,11 @@ std::string joined(const std::vector<std::string>& names) {
 // "; did you mean 'int8'?" for the closest known name within a small edit distance.
 std::string didYouMean(const std::string& name, const std::vector<std::string>& known) {
   const std::string* best = nullptr;
-  std::size_t bestDistance = std::max<std::size_t>(2, name.size() / 3) + 1;
+  std::size_t best_distance = std::max<std::size_t>(2, name.size() / 3) + 1;
   for (const std::string& k : known) {
     const std::size_t d = editDistance(name, k);
-    if (d < bestDistance) {
-      bestDistance = d;
+    if (d < best_distance) {
+      best_distance = d;
       best = &k;
     }
   }
@@ -97,17 +98,21 @@ void registerCodec(const std::string& name, CodecFactory factory) {
 void registerBuiltinCodecs() {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.builtinsRegistered) return;
-  addLocked(r, "none", withoutArgument("none", &makeNoneCodec));
-  addLocked(r, "fp16", withoutArgument("fp16", &makeFp16Codec));
-  addLocked(r, "bf16", withoutArgument("bf16", &makeBf16Codec));
+  if (r.builtins_registered) return;
+  const auto add = [&r](const std::string& name, CodecFactory factory) {
+    addLocked(r, name, std::move(factory));
+    r.builtins.push_back(name);
+  };
+  add("none", withoutArgument("none", &makeNoneCodec));
+  add("fp16", withoutArgument("fp16", &makeFp16Codec));
+  add("bf16", withoutArgument("bf16", &makeBf16Codec));
   for (int bits : {8, 4, 2}) {
     const std::string name = "int" + std::to_string(bits);
-    addLocked(r, name, withoutArgument(name, &makeAffineQuantCodec, bits));
-    addLocked(r, name + "_channel", withoutArgument(name + "_channel", &makeChannelQuantCodec, bits));
+    add(name, withoutArgument(name, &makeAffineQuantCodec, bits));
+    add(name + "_channel", withoutArgument(name + "_channel", &makeChannelQuantCodec, bits));
   }
-  addLocked(r, "topk", [](const std::string& argument) { return makeTopkCodec(parseTopkRatio(argument)); });
-  r.builtinsRegistered = true;
+  add("topk", [](const std::string& argument) { return makeTopkCodec(parseTopkRatio(argument)); });
+  r.builtins_registered = true;
 }
 
 std::unique_ptr<Codec> makeCodec(const std::string& spec) {
@@ -168,6 +173,15 @@ std::vector<std::string> codecNames() {
   std::vector<std::string> names;
   names.reserve(r.factories.size());
   for (const auto& entry : r.factories) names.push_back(entry.first);
+  return names;
+}
+
+std::vector<std::string> builtinCodecNames() {
+  registerBuiltinCodecs();
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  std::vector<std::string> names = r.builtins;
+  std::sort(names.begin(), names.end());
   return names;
 }
 

@@ -44,4 +44,9 @@ std::unique_ptr<Codec> makeCodec(const std::string& spec);
 // Names of the registered codec families (builtins registered first), sorted.
 std::vector<std::string> codecNames();
 
+// Names of the codec families registerBuiltinCodecs() registers (the ones Tandem ships,
+// each of which the conformance suite must cover), sorted; without those added by
+// registerCodec().
+std::vector<std::string> builtinCodecNames();
+
 }  // namespace tandem::compression

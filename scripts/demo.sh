@@ -50,6 +50,33 @@ echo "demo: cloud listening at $endpoint; starting edge_trainer"
 wait "$cloud_pid"
 cloud_pid=
 echo
-echo "demo: $out/summary-edge.json:"
-sed -n '1,/"history"/p' "$out/summary-edge.json"
-echo "demo: the cloud's view is in $out/summary-cloud.json, its log in $out/cloud.log"
+python3 - "$out" <<'PY'
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+s = json.loads((out / "summary-edge.json").read_text())
+
+
+def size(n):
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+state = "interrupted" if s["interrupted"] else "done"
+print(f"demo: {state}: {s['epochs']} of {s['epochs_planned']} epoch(s) of {s['model']} on {s['dataset']}, "
+      f"split point(s) {s['split_points']}")
+accuracy = s.get("final_test_accuracy")  # null when no epoch was evaluated
+print(f"  final test accuracy  {'not measured' if accuracy is None else f'{100 * accuracy:.2f} %'}")
+print(f"  wall time            {s['wall_seconds']:.1f} s")
+print(f"  training throughput  {s['train_samples_per_second']:.0f} samples/s")
+print(f"  link traffic         {size(s['bytes_uplink'])} up, {size(s['bytes_downlink'])} down")
+print(f"files in {out}/:")
+for name, what in (("summary-edge.json", "the run, per-epoch history"), ("summary-cloud.json", "the cloud's view"),
+                   ("timeline-edge.csv", "one row per step"), ("decisions.jsonl", "the planner's decisions"),
+                   ("cloud.log", "the cloud's log"), ("keys", "the CURVE key pairs")):
+    if (out / name).exists():
+        print(f"  {name:19} {what}")
+PY

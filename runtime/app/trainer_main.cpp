@@ -132,14 +132,14 @@ int trainerMain(Role role, int argc, char** argv) {
                                    config::printConfig(config));
     installSignalHandlers();
     if (config.run.threads > 0) at::set_num_threads(config.run.threads);
-    if (role == Role::kEdge && standalone) {
-      const auto summary = pipeline::runStandalone(config, g_stop);
-      return summary.interrupted ? kExitInterrupted : kExitOk;
-    }
-    std::unique_ptr<telemetry::Metrics> metrics;
+    std::unique_ptr<telemetry::Metrics> metrics;  // standalone runs serve the edge's series too
     if (config.metrics.port > 0) {
       metrics = std::make_unique<telemetry::Metrics>(config::toString(role), config.metrics);
       log::get(role == Role::kEdge ? "edge.metrics" : "cloud.metrics")->info("metrics at {}", metrics->url());
+    }
+    if (role == Role::kEdge && standalone) {
+      const auto summary = pipeline::runStandalone(config, g_stop, metrics.get());
+      return summary.interrupted ? kExitInterrupted : kExitOk;
     }
     if (role == Role::kEdge) {
       pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, config::toString(role)), metrics.get(), resume);

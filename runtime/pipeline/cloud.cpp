@@ -1,5 +1,6 @@
 #include "runtime/pipeline/cloud.h"
 
+#include <fmt/format.h>
 #include <torch/utils.h>
 
 #include <algorithm>
@@ -184,9 +185,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   s.train.add(outcome.loss, outcome.correct, batch.size);
   ++position.next_step;
   if (s.progress) {
-    char status[64];
-    std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", s.train.loss(), s.train.accuracy() * 100);
-    s.progress->update(s.train.steps, s.train.samples, status);
+    s.progress->update(s.train.steps, s.train.samples, s.train.loss(), s.train.accuracy());
   }
   Message result(MessageType::kGradients, transport::StepResult{outcome.loss, outcome.correct, batch.size,
                                                                 message.received_at, 0.0, outcome.compute_seconds});
@@ -323,7 +322,9 @@ void CloudTrainer::closeEpoch(Session& s) {
                s.id(), position.epoch + 1, s.hello.epochs, s.train.steps, record.train_loss,
                record.train_accuracy * 100);
   } else {
-    log_->info("session {:016x} {}", s.id(), epochLine(record, static_cast<int>(s.hello.epochs)));
+    logEpoch(*log_, record, static_cast<int>(s.hello.epochs),
+             {fmt::format("session {:016x} ", s.id()), "",
+              {{"session", fmt::format("{:016x}", s.id())}, {"edge", s.hello.edge_name}}});
   }
   s.train = {};
   s.eval = {};
@@ -349,10 +350,9 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();
   }
-  char label[96];
-  std::snprintf(label, sizeof label, "edge %s epoch %d/%u", s.hello.edge_name.c_str(), epoch + 1, s.hello.epochs);
-  s.progress = std::make_unique<telemetry::Progress>(label, std::max<std::int64_t>(1, info.steps),
-                                                     telemetry::Progress::stderrIsInteractive());
+  s.progress = std::make_unique<telemetry::Progress>("cloud.pipeline", epoch + 1, static_cast<int>(s.hello.epochs),
+                                                     std::max<std::int64_t>(1, info.steps),
+                                                     "edge " + s.hello.edge_name + " ");
   s.epoch_start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(std::exchange(s.resume_seconds, 0.0)));
 }

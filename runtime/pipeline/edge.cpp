@@ -1,5 +1,6 @@
 #include "runtime/pipeline/edge.h"
 
+#include <fmt/format.h>
 #include <torch/utils.h>
 #include <unistd.h>
 
@@ -250,9 +251,12 @@ void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& mess
   m.setCodec(uplink_codec_);
   telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(session_->bytesUp()));
   telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(session_->bytesDown()));
-  m.bandwidth_uplink->Set(sample.uplink_bps / 8.0);
-  m.bandwidth_downlink->Set(sample.downlink_bps / 8.0);
-  m.rtt->Set(sample.rtt_seconds);
+  const auto bytesPerSecond = [](std::optional<double> bps) {
+    return bps ? std::optional<double>(*bps / 8.0) : std::nullopt;
+  };
+  telemetry::TrainerMetrics::setKnown(m.bandwidth_uplink, bytesPerSecond(link_.uplinkBps()));
+  telemetry::TrainerMetrics::setKnown(m.bandwidth_downlink, bytesPerSecond(link_.downlinkBps()));
+  telemetry::TrainerMetrics::setKnown(m.rtt, link_.hasRtt() ? std::optional<double>(link_.rttSeconds()) : std::nullopt);
   telemetry::TrainerMetrics::advance(m.errors_rejected,
                                      static_cast<double>(session_->transportStats().messages_rejected));
   if (replay_.updates() % 16 == 1) telemetry::updateProcessMetrics(m);
@@ -262,9 +266,7 @@ void EdgeTrainer::trainEpoch(EpochProgress& e, telemetry::RunSummary& summary, c
   replay_.setStaleness(e.staleness);
   model_.train(true);
   train_loader_->startEpoch(e.epoch, e.sent);
-  char label[64];
-  std::snprintf(label, sizeof label, "epoch %d/%d", e.epoch + 1, config_.run.epochs);
-  telemetry::Progress progress(label, train_loader_->batchesPerEpoch(), telemetry::Progress::stderrIsInteractive());
+  telemetry::Progress progress("edge.pipeline", e.epoch + 1, config_.run.epochs, train_loader_->batchesPerEpoch());
   const auto drainOne = [&](bool wait) {
     auto message = wait ? std::optional<Message>(session_->await(MessageType::kGradients, "a gradient"))
                         : session_->next(std::chrono::milliseconds(0));
@@ -274,9 +276,7 @@ void EdgeTrainer::trainEpoch(EpochProgress& e, telemetry::RunSummary& summary, c
                           transport::messageTypeName(message->header.type));
     }
     applyGradient(*message, e.stats);
-    char status[64];
-    std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", e.stats.loss(), e.stats.accuracy() * 100);
-    progress.update(e.stats.steps, e.stats.samples, status);
+    progress.update(e.stats.steps, e.stats.samples, e.stats.loss(), e.stats.accuracy());
   };
   const auto drainAll = [&] {
     while (!replay_.empty()) drainOne(true);
@@ -379,9 +379,12 @@ void EdgeTrainer::recordEpoch(const RunningStats* test, telemetry::RunSummary& s
       metrics_->test_loss->Set(record.test_loss);
       metrics_->test_accuracy->Set(record.test_accuracy);
     }
-    log_->info("{} | split {} K {} | up {} down {}", epochLine(record, config_.run.epochs), split_, e.staleness,
-               formatBytes(static_cast<double>(record.bytes_uplink)),
-               formatBytes(static_cast<double>(record.bytes_downlink)));
+    logEpoch(*log_, record, config_.run.epochs,
+             {"",
+              fmt::format(" | split {} K {} | up {} down {}", split_, e.staleness,
+                          formatBytes(static_cast<double>(record.bytes_uplink)),
+                          formatBytes(static_cast<double>(record.bytes_downlink))),
+              {}});
   } else {
     log_->info("epoch {}/{} stopped after {} of {} steps: train loss {:.4f} acc {:.2f}% (not evaluated)", e.epoch + 1,
                config_.run.epochs, e.stats.steps, train_loader_->batchesPerEpoch(), record.train_loss,

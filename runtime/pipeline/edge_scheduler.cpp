@@ -98,7 +98,7 @@ void EdgeScheduler::finish(std::int64_t step) {
   const double measured = std::chrono::duration<double>(std::chrono::steady_clock::now() - open_->started).count();
   const auto memory = telemetry::readMemory();
   line["trigger"] = open_->trigger;
-  line["epoch"] = open_->epoch;
+  line["epoch"] = open_->epoch + 1;  // 1-based, as in the logs and summary files
   line["step"] = open_->step;
   line["applied"] = open_->applied;
   line["predicted_current_s"] = open_->predicted_current_seconds;

@@ -34,7 +34,7 @@ class EdgeScheduler {
   double predict(int split, const std::string& codec, int staleness, std::int64_t iterations) const;
 
   // `decision` governs from now (trigger: start, epoch, bandwidth, scheduled, advice);
-  // closes and logs the previous one.
+  // closes and logs the previous one. `epoch` is 0-based; decisions.jsonl shows it 1-based.
   void begin(scheduler::Decision decision, const std::string& trigger, int epoch, std::int64_t step, bool applied,
              double predicted_current_seconds);
   // Closes the decision in force at global training step `step`, logging its measured

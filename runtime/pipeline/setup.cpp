@@ -42,6 +42,27 @@ std::string epochLine(const telemetry::EpochRecord& r, int epochs) {
                      r.samplesPerSecond(), r.epoch_seconds);
 }
 
+void logEpoch(spdlog::logger& logger, const telemetry::EpochRecord& r, int epochs, const EpochLogExtra& extra) {
+  log::Fields fields{{"epoch", r.epoch + 1},
+                     {"epochs", epochs},
+                     {"learning_rate", r.learning_rate},
+                     {"train_loss", r.train_loss},
+                     {"train_accuracy", r.train_accuracy},
+                     {"test_loss", r.test_loss},
+                     {"test_accuracy", r.test_accuracy},
+                     {"train_samples", r.train_samples},
+                     {"steps", r.steps},
+                     {"samples_per_second", r.samplesPerSecond()},
+                     {"train_seconds", r.train_seconds},
+                     {"epoch_seconds", r.epoch_seconds},
+                     {"split_point", r.split_point},
+                     {"staleness", r.staleness},
+                     {"bytes_uplink", r.bytes_uplink},
+                     {"bytes_downlink", r.bytes_downlink}};
+  fields.insert(fields.end(), extra.fields.begin(), extra.fields.end());
+  log::event(logger, spdlog::level::info, "epoch", extra.prefix + epochLine(r, epochs) + extra.suffix, fields);
+}
+
 models::ModelSpec modelSpec(const config::Config& config) {
   const data::DatasetInfo info = data::datasetInfo(config.data);
   models::ModelSpec spec;

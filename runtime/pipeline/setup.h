@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/common/log.h"
 #include "runtime/config/config.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/loader.h"
@@ -50,7 +51,22 @@ telemetry::EpochRecord epochRecord(int epoch, double learning_rate, const Runnin
                                    double train_seconds, double epoch_seconds, int split_point, int staleness);
 
 // The one line every trainer prints per epoch: "epoch 2/3: train loss … acc … | test loss
-// … acc … | N samples/s | T s".
+// … acc … | N samples/s | T s" (record.epoch is 0-based, the line 1-based).
 std::string epochLine(const telemetry::EpochRecord& record, int epochs);
+
+// What a trainer adds to its epoch line: text around epochLine() and fields of its own.
+struct EpochLogExtra {
+  std::string prefix;  // before the line, e.g. "session 00ab… "
+  std::string suffix;  // after it, e.g. " | lr 0.02"
+  log::Fields fields;  // more JSON fields, e.g. {"session", "00ab…"}
+};
+
+// Logs the epoch line at info as an "epoch" event: the text format prints prefix +
+// epochLine() + suffix; the json format adds the record as fields: epoch (1-based),
+// epochs, learning_rate, train_loss, train_accuracy, test_loss, test_accuracy (0..1),
+// train_samples, steps, samples_per_second, train_seconds, epoch_seconds, split_point,
+// staleness, bytes_uplink, bytes_downlink, then extra.fields.
+void logEpoch(spdlog::logger& logger, const telemetry::EpochRecord& record, int epochs,
+              const EpochLogExtra& extra = {});
 
 }  // namespace tandem::pipeline

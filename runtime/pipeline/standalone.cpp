@@ -3,8 +3,9 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
-#include <cstdio>
 
 #include "runtime/common/log.h"
 #include "runtime/optim/schedule.h"
@@ -17,10 +18,14 @@ namespace tandem::pipeline {
 
 using Clock = std::chrono::steady_clock;
 
-StandaloneTrainer::StandaloneTrainer(config::Config config) : config_(std::move(config)), model_(buildModel(config_)) {}
+StandaloneTrainer::StandaloneTrainer(config::Config config, telemetry::Metrics* metrics)
+    : config_(std::move(config)),
+      model_(buildModel(config_)),
+      metrics_(metrics ? &metrics->forEdge(config_.run.name) : nullptr) {}
 
-telemetry::RunSummary runStandalone(const config::Config& config, const std::atomic<bool>& stop) {
-  return StandaloneTrainer(config).run(stop);
+telemetry::RunSummary runStandalone(const config::Config& config, const std::atomic<bool>& stop,
+                                    telemetry::Metrics* metrics) {
+  return StandaloneTrainer(config, metrics).run(stop);
 }
 
 telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
@@ -40,7 +45,11 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
 
   auto summary = newRunSummary(config::Role::kEdge, "standalone", config.run.name, config.model.name, config.data.dataset,
                                config.run.epochs);
-  const bool interactive = telemetry::Progress::stderrIsInteractive();
+  if (metrics_) {
+    metrics_->split_point->Set(n);
+    metrics_->setCodec("none");
+    telemetry::updateProcessMetrics(*metrics_);
+  }
 
   for (int epoch = 0; epoch < config.run.epochs && !stop; ++epoch) {
     const auto epoch_start = Clock::now();
@@ -49,21 +58,31 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
     model.train(true);
     train_loader->startEpoch(epoch);
     RunningStats stats;
-    char label[64];
-    std::snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, config.run.epochs);
-    telemetry::Progress progress(label, train_loader->batchesPerEpoch(), interactive);
+    if (metrics_) metrics_->epoch->Set(epoch + 1);
+    telemetry::Progress progress("edge.standalone", epoch + 1, config.run.epochs, train_loader->batchesPerEpoch());
     while (auto batch = train_loader->next()) {
       if (stop) break;
+      const auto forward_start = Clock::now();
       optimizer.zeroGrad();
       auto logits = model.forward(batch->inputs, 0, n);
       auto loss = torch::nn::functional::cross_entropy(logits, batch->labels);
+      const auto backward_start = Clock::now();
       loss.backward();
       optimizer.step();
       const auto correct = logits.detach().argmax(1).eq(batch->labels).sum().item<std::int64_t>();
       stats.add(loss.item<double>(), correct, batch->size());
-      char status[64];
-      std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", stats.loss(), stats.accuracy() * 100);
-      progress.update(stats.steps, stats.samples, status);
+      const auto step_end = Clock::now();
+      if (metrics_) {
+        auto& m = *metrics_;
+        m.edge_forward->Observe(std::chrono::duration<double>(backward_start - forward_start).count());
+        m.edge_backward->Observe(std::chrono::duration<double>(step_end - backward_start).count());
+        m.steps->Increment();
+        m.samples->Increment(static_cast<double>(batch->size()));
+        m.train_loss->Set(stats.loss());
+        m.train_accuracy->Set(stats.accuracy());
+        if (stats.steps % 16 == 1) telemetry::updateProcessMetrics(m);
+      }
+      progress.update(stats.steps, stats.samples, stats.loss(), stats.accuracy());
     }
     progress.finish();
     if (stop) break;
@@ -74,7 +93,11 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
     const auto record = epochRecord(epoch, lr, stats, test, train_seconds,
                                     std::chrono::duration<double>(Clock::now() - epoch_start).count(), n, 0);
     summary.history.push_back(record);
-    log->info("{} | lr {:.4g}", epochLine(record, config.run.epochs), lr);
+    if (metrics_) {
+      metrics_->test_loss->Set(record.test_loss);
+      metrics_->test_accuracy->Set(record.test_accuracy);
+    }
+    logEpoch(*log, record, config.run.epochs, {"", fmt::format(" | lr {:.4g}", lr), {}});
   }
   train_loader->stop();
   test_loader->stop();

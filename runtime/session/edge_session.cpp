@@ -317,7 +317,9 @@ void EdgeSession::shutdown(bool completed, const std::string& reason, std::chron
     log_->warn("orderly shutdown incomplete: {}", e.what());
   }
   try {
-    transport_->close(std::chrono::milliseconds(timeout.count() > 0 ? 1000 : 300));
+    // Without an acknowledgement to wait for (an abort), the Shutdown still has to get out
+    // behind what is queued: allow it most of the trainer's exit grace.
+    transport_->close(std::chrono::milliseconds(timeout.count() > 0 ? 1000 : 2000));
   } catch (const std::exception& e) {
     log_->debug("closing the transport: {}", e.what());
   }

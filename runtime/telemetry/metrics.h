@@ -17,10 +17,27 @@
 //   tandem_replay_buffer_depth                                     batches in flight
 //   tandem_split_point, tandem_uplink_codec_info{codec}            the partition in force
 //   tandem_repartitions_total, tandem_migration_seconds (histogram)
-//   tandem_phase_seconds{phase} (histogram)                        edge_forward, edge_replay_backward,
-//                                                                  cloud_step, encode, decode
+//   tandem_phase_seconds{phase} (histogram)                        edge_forward, edge_backward,
+//                                                                  edge_replay_backward, cloud_step,
+//                                                                  encode, decode
 //   tandem_process_resident_memory_bytes
 //   tandem_errors_total{kind}                                      rejected, timeout, reconnect, protocol
+//   tandem_build_info{version,git_commit,compiler,build_type}      1; per process: `role` but no `edge`
+//
+// Unknown values are NaN, not 0 (the Prometheus convention for a gauge without a value):
+// the train and test loss and accuracy until the first step and the first evaluation, the
+// bandwidth and RTT until the edge has an estimate (the cloud never has one). Every series
+// exists from the start, so queries and dashboards need not handle absent ones; PromQL
+// aggregations such as max() skip NaN, and `x == x` filters it out.
+//
+// Histograms of seconds (phase and migration times) have exponential buckets from 10 µs
+// to ~10.5 s, a factor of 2 apart (secondsBuckets()), so that the microsecond codec
+// phases and the second-long migrations both spread over many buckets.
+//
+// Besides, the standard process metrics of the Prometheus client guidelines, read from
+// /proc at each scrape, without labels: process_cpu_seconds_total,
+// process_resident_memory_bytes, process_virtual_memory_bytes, process_open_fds,
+// process_max_fds, process_start_time_seconds (since the Unix epoch), process_threads.
 //
 // Threading: prometheus-cpp metrics are thread-safe; the exposer serves from its own
 // threads.
@@ -29,7 +46,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "runtime/config/config.h"
 
@@ -38,6 +57,7 @@
 #include <prometheus/histogram.h>
 
 namespace prometheus {
+class Collectable;
 class Exposer;
 class Registry;
 }  // namespace prometheus
@@ -66,6 +86,7 @@ struct TrainerMetrics {
   prometheus::Counter* repartitions;
   prometheus::Histogram* migration;
   prometheus::Histogram* edge_forward;
+  prometheus::Histogram* edge_backward;  // standalone runs: backward and optimizer step
   prometheus::Histogram* edge_replay_backward;
   prometheus::Histogram* cloud_step;
   prometheus::Histogram* encode;
@@ -80,6 +101,8 @@ struct TrainerMetrics {
   void setCodec(const std::string& codec);
   // Adds what is new in a monotonically growing count (e.g. transport statistics).
   static void advance(prometheus::Counter* counter, double total);
+  // Sets `gauge` to `value`, or to NaN when there is none (an estimate not made yet).
+  static void setKnown(prometheus::Gauge* gauge, std::optional<double> value);
 
   std::function<prometheus::Gauge*(const std::string&)> codec_gauge;
   std::map<std::string, prometheus::Gauge*> codecs;
@@ -95,7 +118,7 @@ class Metrics {
   // The series for one edge, created on first use.
   TrainerMetrics& forEdge(const std::string& edge);
 
-  // The current metrics in the Prometheus text format.
+  // The current metrics in the Prometheus text format (the process_* families included).
   std::string text() const;
   // "http://127.0.0.1:9100/metrics", or "" when not serving.
   std::string url() const { return url_; }
@@ -105,13 +128,17 @@ class Metrics {
   std::string role_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<Families> families_;
+  std::shared_ptr<prometheus::Collectable> process_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::string url_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<TrainerMetrics>> edges_;
 };
 
-// Resident memory of this process into `m`.
+// Resident memory of this process into `m` (tandem_process_resident_memory_bytes).
 void updateProcessMetrics(TrainerMetrics& m);
+
+// The bucket bounds of the histograms of seconds: 1e-5 · 2^i for i = 0..20.
+const std::vector<double>& secondsBuckets();
 
 }  // namespace tandem::telemetry

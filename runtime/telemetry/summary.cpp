@@ -55,7 +55,7 @@ double numberOrNan(const nlohmann::json& j) {
 nlohmann::json measured(double value) { return std::isnan(value) ? nlohmann::json() : nlohmann::json(value); }
 
 nlohmann::json recordJson(const EpochRecord& e) {
-  return {{"epoch", e.epoch},
+  return {{"epoch", e.epoch + 1},
           {"learning_rate", e.learning_rate},
           {"train_loss", e.train_loss},
           {"train_accuracy", e.train_accuracy},
@@ -84,10 +84,13 @@ std::string historyToJson(const std::vector<EpochRecord>& history) {
 
 std::vector<EpochRecord> historyFromJson(const std::string& text) {
   std::vector<EpochRecord> out;
+  bool zero_based = false;  // written before epochs were 1-based: it holds an epoch 0
   try {
     for (const auto& j : nlohmann::json::parse(text)) {
       EpochRecord e;
       e.epoch = j.at("epoch");
+      if (e.epoch < 0) throw Error("malformed epoch history: epoch " + std::to_string(e.epoch));
+      zero_based = zero_based || e.epoch == 0;
       e.learning_rate = j.at("learning_rate");
       e.train_loss = j.at("train_loss");
       e.train_accuracy = j.at("train_accuracy");
@@ -107,6 +110,9 @@ std::vector<EpochRecord> historyFromJson(const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("malformed epoch history: ") + e.what());
   }
+  if (!zero_based) {
+    for (auto& e : out) --e.epoch;
+  }
   return out;
 }
 
@@ -116,8 +122,14 @@ std::string toJson(const RunSummary& s) {
   for (const auto& e : s.history) epochs.push_back(recordJson(e));
   json repartitions = json::array();
   for (const auto& r : s.repartitions) {
-    repartitions.push_back({{"epoch", r.epoch}, {"step", r.step}, {"from", r.from}, {"to", r.to}, {"codec", r.codec},
-                            {"trigger", r.trigger}, {"seconds", r.seconds}, {"bytes", r.bytes}});
+    repartitions.push_back({{"epoch", r.epoch + 1},
+                            {"step", r.step},
+                            {"from", r.from},
+                            {"to", r.to},
+                            {"codec", r.codec},
+                            {"trigger", r.trigger},
+                            {"seconds", r.seconds},
+                            {"bytes", r.bytes}});
   }
   // Final figures come from the last epoch that measured them; null when none did.
   const EpochRecord* last_trained = s.history.empty() ? nullptr : &s.history.back();

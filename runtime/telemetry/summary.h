@@ -1,7 +1,9 @@
 #pragma once
 // The end-of-run summary: `<run.output_dir>/summary-<role>.json` (a contract other tools
 // read, shared/DESIGN.md). Accuracies are fractions in [0, 1]; times in seconds; byte
-// counts are payload + header bytes on the wire.
+// counts are payload + header bytes on the wire. Epochs are 1-based in every file a user
+// reads (summary history and repartitions, as in the log lines); in memory they are
+// 0-based.
 
 #include <cstdint>
 #include <optional>
@@ -11,7 +13,7 @@
 namespace tandem::telemetry {
 
 struct EpochRecord {
-  int epoch = 0;  // 0-based
+  int epoch = 0;  // 0-based here, 1-based in JSON
   double learning_rate = 0.0;
   double train_loss = 0.0;
   double train_accuracy = 0.0;
@@ -34,7 +36,7 @@ struct EpochRecord {
 
 // One live re-partition.
 struct Repartition {
-  int epoch = 0;
+  int epoch = 0;          // 0-based here, 1-based in JSON
   std::int64_t step = 0;  // training steps before it
   int from = 0;
   int to = 0;
@@ -78,7 +80,11 @@ struct RunSummary {
   std::vector<int> staleness() const;     // K, one per epoch
 };
 
-// Epoch records as a JSON array and back (checkpoints carry the history so far).
+// Epoch records as a JSON array and back (checkpoints carry the history so far), with
+// 1-based "epoch" as in summary files. Histories written by earlier versions were 0-based;
+// a history always starts at its run's first epoch, so one that holds an epoch 0 is read
+// as 0-based (checkpoints of those versions stay resumable). Throws tandem::Error on
+// malformed text.
 std::string historyToJson(const std::vector<EpochRecord>& history);
 std::vector<EpochRecord> historyFromJson(const std::string& text);
 

@@ -3,9 +3,11 @@
 // tensors, adversarial data; exact encodedSize(); rejection of truncated, extended and
 // mutated payloads without crashing; payloads independent of the thread count.
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include <tbb/task_arena.h>
 
 #include "compression/codec.h"
+#include "compression/codecs/lossless.h"
 #include "compression/registry.h"
 #include "tests/compression/codec_test_util.h"
 
@@ -194,6 +197,32 @@ TEST_P(CodecConformance, SurvivesRandomMutations) {
 
 INSTANTIATE_TEST_SUITE_P(AllCodecs, CodecConformance, ::testing::ValuesIn(conformanceSpecs()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return test::specTestName(info.param); });
+
+// A codec added to the registry must be added to conformanceSpecs() too: every builtin codec
+// family and every lossless stage appears in at least one spec of the suite.
+TEST(CodecConformanceCoverage, EveryBuiltinCodecAndStageIsInTheSuite) {
+  std::set<std::string> names;
+  std::set<std::string> stages;
+  for (const auto& spec : conformanceSpecs()) {
+    names.insert(spec.substr(0, spec.find_first_of(":+")));
+    const auto plus = spec.find('+');
+    if (plus != std::string::npos) stages.insert(spec.substr(plus + 1));
+  }
+  const auto builtins = builtinCodecNames();
+  EXPECT_GE(builtins.size(), 10u);  // none, fp16, bf16, int8/4/2 (+ _channel), topk at least
+  for (const auto& name : builtins) {
+    EXPECT_TRUE(names.count(name)) << "codec '" << name << "' is registered (compression/registry.cpp) but not in "
+                                   << "conformanceSpecs() of tests/compression/codec_conformance_test.cpp";
+  }
+  for (const auto& stage : losslessStageNames()) {
+    EXPECT_TRUE(stages.count(stage)) << "lossless stage '+" << stage << "' is not in conformanceSpecs()";
+  }
+  // And the suite names nothing the registry does not know.
+  for (const auto& name : names) {
+    EXPECT_TRUE(std::find(builtins.begin(), builtins.end(), name) != builtins.end())
+        << "conformanceSpecs() names '" << name << "', which is not a builtin codec";
+  }
+}
 
 }  // namespace
 }  // namespace tandem::compression

@@ -65,6 +65,13 @@ LABEL_VALUES = {
 }
 # Families the prometheus-cpp exposer adds by itself (not Tandem's to name).
 LIBRARY_PREFIXES = ("exposer_",)
+# The standard process metrics (Prometheus client guidelines; metrics.h lists them): their
+# names are the standard ones and they carry no labels.
+STANDARD_PROCESS_FAMILIES = {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                             "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                             "process_start_time_seconds", "process_threads"}
+# Tandem families of the process rather than of an edge (metrics.h): `role` but no `edge`.
+PER_PROCESS_FAMILIES = {"tandem_build_info"}
 
 
 class Deadline(Exception):
@@ -153,8 +160,14 @@ def check_exposition(text, role, contract):
     for name, labels, value in samples:
         by_family.setdefault(family_of(name, types), []).append((name, labels, value))
 
+    for name in sorted(STANDARD_PROCESS_FAMILIES - set(types)):
+        problems.append(f"{role}: standard process metric {name} is not exported")
     for family, kind in sorted(types.items()):
         if family.startswith(LIBRARY_PREFIXES):
+            continue
+        if family in STANDARD_PROCESS_FAMILIES:
+            if kind == "counter" and not family.endswith("_total"):
+                problems.append(f"{role}: counter {family} does not end in _total")
             continue
         if not re.fullmatch(r"tandem_[a-z0-9]+(_[a-z0-9]+)*", family):
             problems.append(f"{role}: metric {family!r} does not follow tandem_snake_case")
@@ -170,12 +183,19 @@ def check_exposition(text, role, contract):
     for family, series in sorted(by_family.items()):
         if family.startswith(LIBRARY_PREFIXES):
             continue
+        if family in STANDARD_PROCESS_FAMILIES:
+            for name, labels, value in series:
+                if labels:
+                    problems.append(f"{role}: {name} has labels {labels}; standard process metrics have none")
+                if value.lower() == "nan":
+                    problems.append(f"{role}: {name} is NaN")
+            continue
         for name, labels, _ in series:
             if labels.get("role") != role:
                 problems.append(f"{role}: {name}{{{','.join(f'{k}={v!r}' for k, v in labels.items())}}} "
                                 f"has role={labels.get('role')!r}, expected {role!r}")
                 break
-            if "edge" not in labels:
+            if "edge" not in labels and family not in PER_PROCESS_FAMILIES:
                 problems.append(f"{role}: {name} has no `edge` label")
                 break
 

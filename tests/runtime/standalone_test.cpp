@@ -1,11 +1,17 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 
 #include "runtime/config/config.h"
 #include "runtime/pipeline/standalone.h"
+#include "runtime/telemetry/metrics.h"
 
 namespace tandem::pipeline {
 namespace {
@@ -47,6 +53,56 @@ optimizer: {name: sgd, lr: 0.02, momentum: 0.9, schedule: cosine}
   EXPECT_EQ(json["staleness"], nlohmann::json::array({0, 0, 0}));
   EXPECT_GT(json["train_samples_per_second"].get<double>(), 0.0);
   EXPECT_EQ(json["bytes_uplink"], 0);
+  // Epochs are 1-based in the file, as in the log lines.
+  ASSERT_EQ(json["history"].size(), 3u);
+  EXPECT_EQ(json["history"][0]["epoch"], 1);
+  EXPECT_EQ(json["history"][2]["epoch"], 3);
+  fs::remove_all(out);
+}
+
+std::optional<double> sample(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::strtod(line.c_str() + series.size() + 1, nullptr);
+  }
+  return std::nullopt;
+}
+
+TEST(Standalone, UpdatesTheEdgeMetricsAsASplitRunWould) {
+  const fs::path out = fs::temp_directory_path() / ("tandem_standalone_metrics_" + std::to_string(::getpid()));
+  auto config = config::parseConfig(R"(
+run: {name: solo, epochs: 2, seed: 2}
+data:
+  dataset: synthetic
+  batch_size: 16
+  synthetic: {train_size: 64, test_size: 32, height: 8, width: 8, num_classes: 4}
+model: {name: mlp}
+)",
+                                    "inline.yaml", {"run.output_dir=" + out.string()});
+  telemetry::Metrics metrics("edge", config.metrics);
+  std::atomic<bool> stop{false};
+  const auto summary = runStandalone(config, stop, &metrics);
+  ASSERT_EQ(summary.history.size(), 2u);
+  const auto text = metrics.text();
+  const std::string labels = R"({edge="solo",role="edge"})";
+  EXPECT_EQ(sample(text, "tandem_steps_total" + labels), 8.0) << text;
+  EXPECT_EQ(sample(text, "tandem_samples_total" + labels), 128.0);
+  EXPECT_EQ(sample(text, "tandem_epoch" + labels), 2.0);
+  EXPECT_DOUBLE_EQ(*sample(text, "tandem_test_accuracy_ratio" + labels), summary.history.back().test_accuracy);
+  EXPECT_DOUBLE_EQ(*sample(text, "tandem_test_loss" + labels), summary.history.back().test_loss);
+  EXPECT_DOUBLE_EQ(*sample(text, "tandem_train_loss" + labels), summary.history.back().train_loss);
+  EXPECT_DOUBLE_EQ(*sample(text, "tandem_train_accuracy_ratio" + labels), summary.history.back().train_accuracy);
+  EXPECT_GT(*sample(text, "tandem_process_resident_memory_bytes" + labels), 0.0);
+  EXPECT_EQ(sample(text, R"(tandem_link_bytes_total{direction="uplink",edge="solo",role="edge"})"), 0.0);
+  for (const char* phase : {"edge_forward", "edge_backward"}) {
+    const std::string series =
+        std::string(R"(tandem_phase_seconds_count{edge="solo",phase=")") + phase + R"(",role="edge"})";
+    EXPECT_EQ(sample(text, series), 8.0) << phase;
+  }
+  EXPECT_EQ(sample(text, R"(tandem_phase_seconds_count{edge="solo",phase="encode",role="edge"})"), 0.0);
+  // No link: the bandwidth is unknown, not 0.
+  EXPECT_TRUE(std::isnan(
+      *sample(text, R"(tandem_link_bandwidth_bytes_per_second{direction="uplink",edge="solo",role="edge"})")));
   fs::remove_all(out);
 }
 

@@ -167,7 +167,10 @@ TEST_F(SplitProcesses, InterruptedEdgeEndsBothSidesInOrder) {
 // session at once instead of after link.peer_timeout_s + link.reconnect_grace_s.
 TEST_F(SplitProcesses, SecondInterruptEndsTheCloudsSessionPromptly) {
   writeEndlessConfig();
-  const std::vector<std::string> patient{"--set", "link.peer_timeout_s=15", "--set", "link.reconnect_grace_s=30"};
+  // A slow uplink: landing the batches in flight after the first interrupt takes seconds,
+  // so the second one arrives while the edge still waits.
+  const std::vector<std::string> patient{"--set", "link.peer_timeout_s=15", "--set", "link.reconnect_grace_s=30",
+                                         "--set", "link.emulate.uplink_mbps=8"};
   auto cloud = startCloud(patient);
   auto edge_args = patient;
   edge_args.insert(edge_args.end(), {"--set", "data.synthetic.train_size=65536"});
