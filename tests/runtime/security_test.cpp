@@ -185,8 +185,8 @@ split: {point: 1}
   cloud_config.security = {"curve", path("cloud.key"), "", path("authorized")};
   auto edge_config = base;
   edge_config.security = {"curve", path("edge.key"), path("cloud.pub"), ""};
-  tandem::test_util::CloudThread cloud(cloud_config);
-  auto edge = tandem::test_util::makeEdge(edge_config, cloud.endpoint);
+  tandem::testing::CloudThread cloud(cloud_config);
+  auto edge = tandem::testing::makeEdge(edge_config, cloud.endpoint);
   std::atomic<bool> stop{false};
   const auto summary = edge->run(stop);
   cloud.join();
