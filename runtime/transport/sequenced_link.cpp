@@ -11,6 +11,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxControl = 64;          // Error replies waiting; older ones are dropped
 constexpr std::size_t kMaxTrackedRejects = 4096;  // peers whose rejections are counted for the log
+constexpr std::size_t kMaxTrackedPeers = 4096;    // send states of peers that never sent a valid message
 
 std::string seconds(std::chrono::milliseconds ms) {
   return std::to_string(std::chrono::duration<double>(ms).count()).substr(0, 4);
@@ -237,6 +238,10 @@ void SequencedLink::flushControl() {
   if (!lock.owns_lock()) return;
   for (const auto& peer : forget_) out_.erase(peer);
   forget_.clear();
+  if (out_.size() > kMaxTrackedPeers) {
+    // Forget peers we only answered (invalid messages), so a flood of identities is bounded.
+    for (auto it = out_.begin(); it != out_.end();) it = in_.count(it->first) ? std::next(it) : out_.erase(it);
+  }
   const auto now = Clock::now();
   try {
     while (!control_.empty()) {
