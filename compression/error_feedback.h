@@ -1,5 +1,5 @@
 #pragma once
-// Error feedback for compressed activations (shared/DESIGN.md, "Error-feedback
+// Error feedback for compressed activations (docs/design.md, "Error-feedback
 // compression"). The edge keeps e = Q(x) − x for every in-flight batch and, when the
 // gradient g (computed by the cloud at Q(x)) comes back, corrects it with the seed
 // system's first-order term  g ← g − λ · e ⊙ g ⊙ g  (a diagonal Gauss–Newton estimate

@@ -2,7 +2,7 @@
 // Typed, validated configuration. A YAML file (plus `--set key.path=value` overrides) is
 // parsed once into these structs and handed down to constructors; nothing below the
 // trainers' mains reads YAML or the environment. The key names are a contract
-// (shared/DESIGN.md): extend, don't rename. Every key is described once, in the schema
+// (docs/design.md): extend, don't rename. Every key is described once, in the schema
 // (runtime/config/schema.h): its type, default, allowed values and meaning; the parser,
 // printConfig() and README.md's key table all follow it.
 

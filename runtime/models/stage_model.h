@@ -1,5 +1,5 @@
 #pragma once
-// Models are ordered lists of stages (shared/DESIGN.md, "Models are lists of stages"). A
+// Models are ordered lists of stages (docs/design.md, "Models are lists of stages"). A
 // split point p runs stages [0, p) on the edge and [p, n) on the cloud. Both processes
 // build the same architecture from the same spec and seed; the zoo is a registry by name
 // filled by registerBuiltinModels().

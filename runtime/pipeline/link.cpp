@@ -16,7 +16,6 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.peer_timeout = millis(config.link.peer_timeout_s);
   o.limits.max_tensor_bytes = static_cast<std::uint64_t>(config.link.max_message_mb * 1024.0 * 1024.0);
   o.reconnect_grace = millis(config.link.reconnect_grace_s);
-  o.outages = config.link.emulate.outages;
   const auto& sec = config.security;
   const bool cloud = role == "cloud";
   if (sec.mode == config::SecurityMode::kPlaintext) {
@@ -55,8 +54,16 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   return o;
 }
 
+std::vector<std::unique_ptr<transport::Fault>> injectedFaults(const config::Config& config) {
+  std::vector<std::unique_ptr<transport::Fault>> faults;
+  const auto& outages = config.link.emulate.outages;
+  if (!outages.empty()) faults.push_back(std::make_unique<transport::OutageWindows>(outages));
+  return faults;
+}
+
 std::unique_ptr<transport::Transport> makeTransport(const config::Config& config, const std::string& role) {
-  std::unique_ptr<transport::Transport> t = std::make_unique<transport::ZmqTransport>(zmqOptions(config, role));
+  std::unique_ptr<transport::Transport> t =
+      std::make_unique<transport::ZmqTransport>(zmqOptions(config, role), injectedFaults(config));
   return emulateLink(config, role, std::move(t));
 }
 

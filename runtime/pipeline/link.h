@@ -5,9 +5,11 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/config/config.h"
 #include "runtime/models/stage_model.h"
+#include "runtime/transport/fault_injection.h"
 #include "runtime/transport/tensor_frames.h"
 #include "runtime/transport/transport.h"
 #include "runtime/transport/zmq_transport.h"
@@ -16,7 +18,11 @@ namespace tandem::pipeline {
 
 // ZeroMQ options for `role` ("edge" connects, "cloud" binds) from the link config.
 transport::ZmqOptions zmqOptions(const config::Config& config, const std::string& role);
-// The ZeroMQ transport, wrapped in the link emulator when link.emulate is set.
+// The faults link.emulate asks for (its outages), to inject under the sequencing layer;
+// empty when none.
+std::vector<std::unique_ptr<transport::Fault>> injectedFaults(const config::Config& config);
+// The whole stack for `role`: ZeroMQ frame socket → fault injection (link.emulate.outages)
+// → sequencing and liveness → link emulator (when link.emulate shapes the link).
 std::unique_ptr<transport::Transport> makeTransport(const config::Config& config, const std::string& role);
 // Wraps `inner` in the link emulator when link.emulate is set (the edge shapes the uplink,
 // the cloud the downlink); returns it unchanged otherwise.

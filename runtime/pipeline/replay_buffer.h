@@ -1,6 +1,6 @@
 #pragma once
 // The edge's replay buffer: one entry per batch whose gradient has not come back yet
-// (shared/DESIGN.md, "Feature replay"). Its capacity is K + 1, so memory stays bounded
+// (docs/design.md, "Feature replay"). Its capacity is K + 1, so memory stays bounded
 // whatever the link does; gradients must come back in the order the batches were sent.
 //
 // Threading: the edge compute thread only.

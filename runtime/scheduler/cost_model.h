@@ -1,5 +1,5 @@
 #pragma once
-// The cost model (shared/DESIGN.md, "Context-aware partitioning"): for a split point p and
+// The cost model (docs/design.md, "Context-aware partitioning"): for a split point p and
 // an uplink codec, the per-iteration times of the four pipeline stages, the epoch time
 // under staleness K, the one-off cost of migrating stages from the current split, and the
 // edge's training memory.

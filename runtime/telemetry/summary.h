@@ -1,6 +1,6 @@
 #pragma once
 // The end-of-run summary: `<run.output_dir>/summary-<role>.json` (a contract other tools
-// read, shared/DESIGN.md). Accuracies are fractions in [0, 1]; times in seconds; byte
+// read, docs/design.md). Accuracies are fractions in [0, 1]; times in seconds; byte
 // counts are payload + header bytes on the wire. Epochs are 1-based in every file a user
 // reads (summary history and repartitions, as in the log lines); in memory they are
 // 0-based.

@@ -21,6 +21,7 @@ void LinkEmulator::send(Message message) {
   const double bits = static_cast<double>(wireBytes(message)) * 8.0;
   std::unique_lock<std::mutex> lock(mutex_);
   if (stopping_) throw TransportError("transport is closed");
+  if (!failure_.empty()) throw TransportError(failure_);
   const double now = std::chrono::duration<double>(Clock::now() - start_).count();
   const double begin = std::max(now, link_free_s_);
   const double rate_now = shape_.uplink ? shape_.trace.uplinkAt(begin) : shape_.trace.downlinkAt(begin);
@@ -56,14 +57,28 @@ void LinkEmulator::run() {
     lock.unlock();
     try {
       inner_->send(std::move(message));
-    } catch (const TransportError&) {
-      // The inner transport is closed or failed; the receiver side reports it.
+      lock.lock();
+    } catch (const TransportError& e) {
+      // The inner transport is closed or failed: the next send() says so.
+      lock.lock();
+      noteFailure(e);
     }
-    lock.lock();
   }
 }
 
-std::optional<Incoming> LinkEmulator::receive(std::chrono::milliseconds timeout) { return inner_->receive(timeout); }
+void LinkEmulator::noteFailure(const TransportError& e) {
+  if (failure_.empty()) failure_ = e.what();
+}
+
+std::optional<Incoming> LinkEmulator::receive(std::chrono::milliseconds timeout) {
+  try {
+    return inner_->receive(timeout);
+  } catch (const TransportError& e) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    noteFailure(e);
+    throw;
+  }
+}
 
 void LinkEmulator::close(std::chrono::milliseconds linger) {
   {

@@ -7,6 +7,9 @@
 // Receiving is not delayed (the sender already paid). Heartbeats, generated inside the
 // inner transport, are not shaped.
 //
+// Once the inner transport has failed (seen by receive(), or by the shaper thread handing
+// a message on), send() throws its TransportError, as the Transport contract says.
+//
 // Threading: send()/receive() as for any Transport; a shaper thread owns the delay queue.
 
 #include <chrono>
@@ -14,6 +17,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "runtime/transport/bandwidth_trace.h"
@@ -49,6 +53,7 @@ class LinkEmulator final : public Transport {
     Clock::time_point deliver_at;
   };
   void run();
+  void noteFailure(const TransportError& e);  // with mutex_ held
 
   std::unique_ptr<Transport> inner_;
   LinkShape shape_;
@@ -59,6 +64,7 @@ class LinkEmulator final : public Transport {
   std::condition_variable changed_;
   std::deque<Pending> queue_;
   bool stopping_ = false;
+  std::string failure_;  // what the inner transport threw; empty while it works
   std::thread thread_;
 };
 

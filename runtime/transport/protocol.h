@@ -1,5 +1,5 @@
 #pragma once
-// The wire protocol (shared/DESIGN.md, "Wire protocol"). A message is one multipart ZeroMQ
+// The wire protocol (docs/design.md, "Wire protocol"). A message is one multipart ZeroMQ
 // message: a header frame, then one payload frame per tensor. The header frame is a Cereal
 // binary archive of Header followed by the body of its type (Hello, StepResult, ...).
 // Nothing on the wire is executable or a language-specific object dump.

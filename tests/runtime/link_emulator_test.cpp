@@ -1,4 +1,3 @@
-#include "tests/runtime/receive_util.h"
 #include "runtime/transport/link_emulator.h"
 
 #include <gmock/gmock.h>
@@ -8,13 +7,31 @@
 #include <fstream>
 
 #include "runtime/transport/zmq_transport.h"
+#include "tests/runtime/receive_util.h"
+#include "tests/runtime/transport_conformance.h"
 
 namespace tandem::transport {
 namespace {
 
 using namespace std::chrono_literals;
+using conformance::TransportConformance;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
+
+// The conformance suite through a fast emulated link (1 Gbit/s both ways, 2 ms RTT) over
+// ZeroMQ tcp://127.0.0.1:*, the stack makeTransport builds when link.emulate is set.
+INSTANTIATE_TEST_SUITE_P(LinkEmulated, TransportConformance,
+                         ::testing::Values(conformance::BackendParam{
+                             "ZmqTcp",
+                             [] {
+                               return std::make_unique<conformance::Backend>(
+                                   std::make_unique<conformance::ZmqSockets>(false), nullptr,
+                                   [](std::unique_ptr<Transport> inner, bool binds) {
+                                     return std::make_unique<LinkEmulator>(
+                                         std::move(inner), LinkShape{BandwidthTrace(1000.0, 1000.0), 2.0, !binds});
+                                   });
+                             }}),
+                         conformance::backendName);
 
 TEST(BandwidthTrace, FinishTimeIntegratesAcrossSteps) {
   BandwidthTrace trace({{0.0, 8.0, 80.0}, {1.0, 0.0, 80.0}, {2.0, 16.0, 80.0}});

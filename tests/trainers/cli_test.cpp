@@ -1,4 +1,4 @@
-// The command-line contract of edge_trainer (shared/DESIGN.md): --help, exit codes, and
+// The command-line contract of edge_trainer (docs/design.md): --help, exit codes, and
 // config errors that name the file, the key path and the line, with no stack trace.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
