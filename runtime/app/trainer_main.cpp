@@ -142,7 +142,8 @@ int trainerMain(Role role, int argc, char** argv) {
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
     if (role == Role::kEdge) {
-      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, config::toString(role)), metrics.get(), resume);
+      pipeline::EdgeTrainer edge(config, pipeline::makeTransport(config, config::toString(role)), metrics.get(),
+                                 resume);
       const auto summary = edge.run(g_stop, &g_abort);
       return summary.interrupted ? kExitInterrupted : kExitOk;
     }
@@ -157,8 +158,7 @@ int trainerMain(Role role, int argc, char** argv) {
                      program.c_str(), config.link.endpoint.c_str(), config.link.accept_timeout_s);
         return kExitFailure;
       case pipeline::CloudOutcome::kEdgeStopped:
-        std::fprintf(stderr, "%s: the edge stopped its run early (interrupted); summaries written\n",
-                     program.c_str());
+        std::fprintf(stderr, "%s: the edge stopped its run early (interrupted); summaries written\n", program.c_str());
         return kExitInterrupted;
       case pipeline::CloudOutcome::kFailed:
         std::fprintf(stderr, "%s: error: the edge went silent before its run completed\n", program.c_str());

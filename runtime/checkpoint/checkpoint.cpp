@@ -72,14 +72,22 @@ std::string CheckpointStore::save(const Checkpoint& c) {
   std::error_code ec;
   fs::create_directories(directory_, ec);
   if (ec) throw Error("cannot create checkpoint directory '" + directory_ + "': " + ec.message());
-  nlohmann::json manifest = {
-      {"role", c.role},           {"run_name", c.run_name},   {"step", c.step},
-      {"epoch", c.epoch},         {"batch", c.batch},         {"split", c.split},
-      {"staleness", c.staleness}, {"codec", c.codec},         {"updates", c.updates},
-      {"loss_sum", c.loss_sum},   {"correct", c.correct},     {"samples", c.samples},
-      {"steps", c.steps},         {"epoch_seconds", c.epoch_seconds},
-      {"optimizer_layout", c.optimizer_layout},
-      {"history", nlohmann::json::parse(telemetry::historyToJson(c.history))}};
+  nlohmann::json manifest = {{"role", c.role},
+                             {"run_name", c.run_name},
+                             {"step", c.step},
+                             {"epoch", c.epoch},
+                             {"batch", c.batch},
+                             {"split", c.split},
+                             {"staleness", c.staleness},
+                             {"codec", c.codec},
+                             {"updates", c.updates},
+                             {"loss_sum", c.loss_sum},
+                             {"correct", c.correct},
+                             {"samples", c.samples},
+                             {"steps", c.steps},
+                             {"epoch_seconds", c.epoch_seconds},
+                             {"optimizer_layout", c.optimizer_layout},
+                             {"history", nlohmann::json::parse(telemetry::historyToJson(c.history))}};
   std::vector<torch::Tensor> contiguous;
   std::uint64_t offset = 0;
   nlohmann::json tensors = nlohmann::json::array();

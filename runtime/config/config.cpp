@@ -25,7 +25,7 @@ namespace {
 struct Origin {
   std::string source;
   std::map<std::string, std::string> overrides;  // key path → "--set key=value"
-  std::set<std::string>* keys_read = nullptr;     // when set, every schema key the parser looks up
+  std::set<std::string>* keys_read = nullptr;    // when set, every schema key the parser looks up
 
   // `path` may carry a suffix naming a part of the value: "a.b[2]", "a.b.3", "a.b (key)".
   std::string where(const std::string& path, const YAML::Mark& mark) const {
@@ -78,7 +78,8 @@ void rejectDuplicateKeys(const YAML::Node& node, const std::string& path, const 
         if (!inserted) {
           std::string message =
               (lines ? markText(source, it->first.Mark()) : source) + ": " + child + ": duplicate key";
-          if (lines && !first->second.is_null()) message += " (first given at line " + std::to_string(first->second.line + 1) + ")";
+          if (lines && !first->second.is_null())
+            message += " (first given at line " + std::to_string(first->second.line + 1) + ")";
           throw ConfigError(message + "; give each key once");
         }
       }
@@ -266,7 +267,8 @@ class Section {
     out.clear();
     for (std::size_t i = 0; i < n.size(); ++i) {
       const std::string path = keyPath(key) + "[" + std::to_string(i) + "]";
-      if (!n[i].IsScalar()) fail(origin_.where(path, n[i].Mark()), path, "expected a codec spec, got " + describe(n[i]));
+      if (!n[i].IsScalar())
+        fail(origin_.where(path, n[i].Mark()), path, "expected a codec spec, got " + describe(n[i]));
       checkCodec(path, n[i]);
       out.push_back(n[i].Scalar());
     }
@@ -292,8 +294,7 @@ class Section {
       const YAML::Node p = n[i];
       double a = 0, b = 0;
       if (!p.IsSequence() || p.size() != 2 || !YAML::convert<double>::decode(p[0], a) ||
-          !YAML::convert<double>::decode(p[1], b) || !(a >= 0) || !(b > 0) || !std::isfinite(a) ||
-          !std::isfinite(b)) {
+          !YAML::convert<double>::decode(p[1], b) || !(a >= 0) || !(b > 0) || !std::isfinite(a) || !std::isfinite(b)) {
         const std::string path = keyPath(key) + "[" + std::to_string(i) + "]";
         fail(origin_.where(path, p.Mark()), path,
              "expected a [start_s, duration_s] pair with start >= 0 and duration > 0, got " + describe(p));
@@ -355,8 +356,8 @@ class Section {
       throw InvariantError("the config parser reads '" + path + "', which runtime/config/schema.cpp does not describe");
     }
     if (k->type != type) {
-      throw InvariantError("the config parser reads '" + path + "' as a " + typeName(type) +
-                           ", the schema says " + k->typeName());
+      throw InvariantError("the config parser reads '" + path + "' as a " + typeName(type) + ", the schema says " +
+                           k->typeName());
     }
     if (origin_.keys_read != nullptr) origin_.keys_read->insert(path);
     return *k;
@@ -629,8 +630,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
 Config parseRoot(YAML::Node root, Origin& origin, const std::vector<std::string>& overrides) {
   if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) {
-    throw ConfigError(origin.source +
-                      ": the top level must be a mapping of sections (run:, data:, model:, ...), got " +
+    throw ConfigError(origin.source + ": the top level must be a mapping of sections (run:, data:, model:, ...), got " +
                       describe(root));
   }
   rejectDuplicateKeys(root, "", origin.source);
@@ -698,8 +698,8 @@ Config loadConfig(const std::string& path, const std::vector<std::string>& overr
 }
 
 std::string printConfig(const Config& config) {
-  std::string out = "# Tandem config, fully resolved (defaults included) from " + config.source +
-                    "; --config accepts it back.\n";
+  std::string out =
+      "# Tandem config, fully resolved (defaults included) from " + config.source + "; --config accepts it back.\n";
   std::vector<std::string> open;  // the sections the last key was in
   for (const auto& k : configSchema()) {
     const auto parts = split(k.path, '.');

@@ -100,241 +100,317 @@ std::vector<KeySpec> buildSchema() {
   using T = KeyType;
   Keys k;
   // run
-  k.add("run.name", T::kString, [](const Config& c) { return yamlQuote(c.run.name); }, "run name");
-  k.add("run.seed", T::kInteger, [](const Config& c) { return yamlInt(c.run.seed); },
-        "seeds initialisation and data order")
+  k.add(
+      "run.name", T::kString, [](const Config& c) { return yamlQuote(c.run.name); }, "run name");
+  k.add(
+       "run.seed", T::kInteger, [](const Config& c) { return yamlInt(c.run.seed); },
+       "seeds initialisation and data order")
       .range(0, std::nullopt);
-  k.add("run.epochs", T::kInteger, [](const Config& c) { return yamlInt(c.run.epochs); }, "epochs to train")
+  k.add(
+       "run.epochs", T::kInteger, [](const Config& c) { return yamlInt(c.run.epochs); }, "epochs to train")
       .range(1, kEpochs);
-  k.add("run.output_dir", T::kString, [](const Config& c) { return yamlQuote(c.run.output_dir); },
-        "where summaries, `config-<role>.yaml` and checkpoints go")
+  k.add(
+       "run.output_dir", T::kString, [](const Config& c) { return yamlQuote(c.run.output_dir); },
+       "where summaries, `config-<role>.yaml` and checkpoints go")
       .defaultNote("`runs/<run.name>`");
-  k.add("run.threads", T::kInteger, [](const Config& c) { return yamlInt(c.run.threads); },
-        "LibTorch intra-op threads (0: LibTorch's default)")
+  k.add(
+       "run.threads", T::kInteger, [](const Config& c) { return yamlInt(c.run.threads); },
+       "LibTorch intra-op threads (0: LibTorch's default)")
       .range(0, 1024);
   // data
-  k.add("data.dataset", T::kChoice, [](const Config& c) { return yamlQuote(c.data.dataset); },
-        "dataset (`cifar10`: the binary version)")
+  k.add(
+       "data.dataset", T::kChoice, [](const Config& c) { return yamlQuote(c.data.dataset); },
+       "dataset (`cifar10`: the binary version)")
       .choices({"fashion_mnist", "cifar10", "synthetic"});
-  k.add("data.path", T::kString, [](const Config& c) { return yamlQuote(c.data.path); }, "dataset directory")
+  k.add(
+       "data.path", T::kString, [](const Config& c) { return yamlQuote(c.data.path); }, "dataset directory")
       .optional()
-      .defaultNote("fashion_mnist: `/usr/share/datasets/fashion-mnist`, cifar10: `data/cifar-10-batches-bin`, synthetic: none");
-  k.add("data.batch_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.batch_size); },
-        "training batch size")
+      .defaultNote(
+          "fashion_mnist: `/usr/share/datasets/fashion-mnist`, cifar10: `data/cifar-10-batches-bin`, synthetic: none");
+  k.add(
+       "data.batch_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.batch_size); },
+       "training batch size")
       .range(1, 65536);
-  k.add("data.test_batch_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.test_batch_size); },
-        "evaluation batch size (0: `data.batch_size`)")
+  k.add(
+       "data.test_batch_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.test_batch_size); },
+       "evaluation batch size (0: `data.batch_size`)")
       .range(0, 65536)
       .defaultNote("`data.batch_size`");
-  k.add("data.max_train_batches", T::kInteger, [](const Config& c) { return yamlInt(c.data.max_train_batches); },
-        "cap on training batches per epoch (0: all)")
+  k.add(
+       "data.max_train_batches", T::kInteger, [](const Config& c) { return yamlInt(c.data.max_train_batches); },
+       "cap on training batches per epoch (0: all)")
       .range(0, kBatches);
-  k.add("data.max_test_batches", T::kInteger, [](const Config& c) { return yamlInt(c.data.max_test_batches); },
-        "cap on evaluation batches (0: all)")
+  k.add(
+       "data.max_test_batches", T::kInteger, [](const Config& c) { return yamlInt(c.data.max_test_batches); },
+       "cap on evaluation batches (0: all)")
       .range(0, kBatches);
-  k.add("data.prefetch", T::kInteger, [](const Config& c) { return yamlInt(c.data.prefetch); },
-        "batches prepared ahead by the loader thread")
+  k.add(
+       "data.prefetch", T::kInteger, [](const Config& c) { return yamlInt(c.data.prefetch); },
+       "batches prepared ahead by the loader thread")
       .range(1, 1024);
-  k.add("data.shuffle", T::kBool, [](const Config& c) { return yamlBool(c.data.shuffle); }, "seeded shuffling");
-  k.add("data.normalize", T::kBool, [](const Config& c) { return yamlBool(c.data.normalize); },
-        "per-channel normalisation");
-  k.add("data.synthetic.train_size", T::kInteger,
-        [](const Config& c) { return yamlInt(c.data.synthetic.train_size); }, "synthetic: training samples")
+  k.add(
+      "data.shuffle", T::kBool, [](const Config& c) { return yamlBool(c.data.shuffle); }, "seeded shuffling");
+  k.add(
+      "data.normalize", T::kBool, [](const Config& c) { return yamlBool(c.data.normalize); },
+      "per-channel normalisation");
+  k.add(
+       "data.synthetic.train_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.train_size); },
+       "synthetic: training samples")
       .range(1, 10'000'000);
-  k.add("data.synthetic.test_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.test_size); },
-        "synthetic: test samples")
+  k.add(
+       "data.synthetic.test_size", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.test_size); },
+       "synthetic: test samples")
       .range(1, 10'000'000);
-  k.add("data.synthetic.channels", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.channels); },
-        "synthetic: image channels")
+  k.add(
+       "data.synthetic.channels", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.channels); },
+       "synthetic: image channels")
       .range(1, 64);
-  k.add("data.synthetic.height", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.height); },
-        "synthetic: image height")
+  k.add(
+       "data.synthetic.height", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.height); },
+       "synthetic: image height")
       .range(1, 1024);
-  k.add("data.synthetic.width", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.width); },
-        "synthetic: image width")
+  k.add(
+       "data.synthetic.width", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.width); },
+       "synthetic: image width")
       .range(1, 1024);
-  k.add("data.synthetic.num_classes", T::kInteger,
-        [](const Config& c) { return yamlInt(c.data.synthetic.num_classes); }, "synthetic: classes")
+  k.add(
+       "data.synthetic.num_classes", T::kInteger, [](const Config& c) { return yamlInt(c.data.synthetic.num_classes); },
+       "synthetic: classes")
       .range(2, 100000);
-  k.add("data.synthetic.noise", T::kNumber, [](const Config& c) { return yamlNumber(c.data.synthetic.noise); },
-        "synthetic: std of the Gaussian noise around each class prototype")
+  k.add(
+       "data.synthetic.noise", T::kNumber, [](const Config& c) { return yamlNumber(c.data.synthetic.noise); },
+       "synthetic: std of the Gaussian noise around each class prototype")
       .range(0, 1e6);
   // model
-  k.add("model.name", T::kString, [](const Config& c) { return yamlQuote(c.model.name); },
-        "zoo model: `mlp`, `cnn`, `resnet18`, `vgg11`, `mobilenetv2`");
-  k.add("model.num_classes", T::kInteger, [](const Config& c) { return yamlInt(c.model.num_classes); },
-        "output classes (0: the dataset's)")
+  k.add(
+      "model.name", T::kString, [](const Config& c) { return yamlQuote(c.model.name); },
+      "zoo model: `mlp`, `cnn`, `resnet18`, `vgg11`, `mobilenetv2`");
+  k.add(
+       "model.num_classes", T::kInteger, [](const Config& c) { return yamlInt(c.model.num_classes); },
+       "output classes (0: the dataset's)")
       .range(0, 1000000);
   // optimizer
-  k.add("optimizer.name", T::kChoice, [](const Config& c) { return yamlEnum(c.optimizer.name); }, "optimizer")
+  k.add(
+       "optimizer.name", T::kChoice, [](const Config& c) { return yamlEnum(c.optimizer.name); }, "optimizer")
       .choices(enumNames<OptimizerKind>());
-  k.add("optimizer.lr", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.lr); }, "learning rate")
+  k.add(
+       "optimizer.lr", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.lr); }, "learning rate")
       .above(0, 1e3);
-  k.add("optimizer.momentum", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.momentum); },
-        "SGD momentum")
+  k.add(
+       "optimizer.momentum", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.momentum); },
+       "SGD momentum")
       .range(0, 0.999999);
-  k.add("optimizer.nesterov", T::kBool, [](const Config& c) { return yamlBool(c.optimizer.nesterov); },
-        "SGD: Nesterov momentum (needs `momentum` > 0)");
-  k.add("optimizer.weight_decay", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.weight_decay); },
-        "L2 weight decay (SGD and Adam)")
+  k.add(
+      "optimizer.nesterov", T::kBool, [](const Config& c) { return yamlBool(c.optimizer.nesterov); },
+      "SGD: Nesterov momentum (needs `momentum` > 0)");
+  k.add(
+       "optimizer.weight_decay", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.weight_decay); },
+       "L2 weight decay (SGD and Adam)")
       .range(0, 1);
-  k.add("optimizer.beta1", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.beta1); }, "Adam β1")
+  k.add(
+       "optimizer.beta1", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.beta1); }, "Adam β1")
       .range(0, 0.999999);
-  k.add("optimizer.beta2", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.beta2); }, "Adam β2")
+  k.add(
+       "optimizer.beta2", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.beta2); }, "Adam β2")
       .range(0, 0.999999999);
-  k.add("optimizer.eps", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.eps); }, "Adam ε")
+  k.add(
+       "optimizer.eps", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.eps); }, "Adam ε")
       .above(0, 1);
-  k.add("optimizer.schedule.name", T::kChoice,
-        [](const Config& c) { return yamlEnum(c.optimizer.schedule.name); },
-        "learning-rate schedule; `optimizer.schedule: cosine` is short for `{name: cosine}`")
+  k.add(
+       "optimizer.schedule.name", T::kChoice, [](const Config& c) { return yamlEnum(c.optimizer.schedule.name); },
+       "learning-rate schedule; `optimizer.schedule: cosine` is short for `{name: cosine}`")
       .choices(enumNames<LrSchedule>());
-  k.add("optimizer.schedule.step_size", T::kInteger,
-        [](const Config& c) { return yamlInt(c.optimizer.schedule.step_size); }, "step: epochs between decays")
+  k.add(
+       "optimizer.schedule.step_size", T::kInteger,
+       [](const Config& c) { return yamlInt(c.optimizer.schedule.step_size); }, "step: epochs between decays")
       .range(1, kEpochs);
-  k.add("optimizer.schedule.gamma", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.schedule.gamma); },
-        "step, multistep: decay factor")
+  k.add(
+       "optimizer.schedule.gamma", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.schedule.gamma); },
+       "step, multistep: decay factor")
       .above(0, 1);
-  k.add("optimizer.schedule.milestones", T::kIntegerList,
-        [](const Config& c) { return yamlIntList(c.optimizer.schedule.milestones); },
-        "multistep: epochs (0-based, strictly increasing) at which to decay")
+  k.add(
+       "optimizer.schedule.milestones", T::kIntegerList,
+       [](const Config& c) { return yamlIntList(c.optimizer.schedule.milestones); },
+       "multistep: epochs (0-based, strictly increasing) at which to decay")
       .range(0, kEpochs);
-  k.add("optimizer.schedule.min_lr", T::kNumber,
-        [](const Config& c) { return yamlNumber(c.optimizer.schedule.min_lr); }, "cosine: floor")
+  k.add(
+       "optimizer.schedule.min_lr", T::kNumber, [](const Config& c) { return yamlNumber(c.optimizer.schedule.min_lr); },
+       "cosine: floor")
       .range(0, 1e3);
-  k.add("optimizer.schedule.warmup_epochs", T::kInteger,
-        [](const Config& c) { return yamlInt(c.optimizer.schedule.warmup_epochs); },
-        "linear warm-up before the schedule")
+  k.add(
+       "optimizer.schedule.warmup_epochs", T::kInteger,
+       [](const Config& c) { return yamlInt(c.optimizer.schedule.warmup_epochs); },
+       "linear warm-up before the schedule")
       .range(0, kEpochs);
   // split
-  k.add("split.point", T::kSplitPoint,
-        [](const Config& c) { return c.split.automatic ? std::string("auto") : yamlInt(c.split.point); },
-        "stages `[0, point)` run on the edge; `auto` lets the planner choose")
+  k.add(
+       "split.point", T::kSplitPoint,
+       [](const Config& c) { return c.split.automatic ? std::string("auto") : yamlInt(c.split.point); },
+       "stages `[0, point)` run on the edge; `auto` lets the planner choose")
       .range(0, 10000);
-  k.add("split.staleness", T::kInteger, [](const Config& c) { return yamlInt(c.split.staleness); },
-        "K: batches the edge may run ahead of their gradients")
+  k.add(
+       "split.staleness", T::kInteger, [](const Config& c) { return yamlInt(c.split.staleness); },
+       "K: batches the edge may run ahead of their gradients")
       .range(0, 64);
-  k.add("split.staleness_schedule", T::kEpochMap,
-        [](const Config& c) { return yamlIntMap(c.split.staleness_schedule); }, "epoch → K, e.g. `{0: 0, 2: 4}`")
+  k.add(
+       "split.staleness_schedule", T::kEpochMap, [](const Config& c) { return yamlIntMap(c.split.staleness_schedule); },
+       "epoch → K, e.g. `{0: 0, 2: 4}`")
       .range(0, 64);
-  k.add("split.replay", T::kChoice, [](const Config& c) { return yamlEnum(c.split.replay); },
-        "`recompute`: the edge re-runs the forward of a late batch; `retain`: it keeps the graph")
+  k.add(
+       "split.replay", T::kChoice, [](const Config& c) { return yamlEnum(c.split.replay); },
+       "`recompute`: the edge re-runs the forward of a late batch; `retain`: it keeps the graph")
       .choices(enumNames<Replay>());
-  k.add("split.compensation", T::kChoice, [](const Config& c) { return yamlEnum(c.split.compensation); },
-        "how the edge tempers a gradient s updates stale: `momentum` (SGD momentum μ → max(0, μ − s/(s+1))), "
-        "`lr` (step × 1/(1+s)), `none`")
+  k.add(
+       "split.compensation", T::kChoice, [](const Config& c) { return yamlEnum(c.split.compensation); },
+       "how the edge tempers a gradient s updates stale: `momentum` (SGD momentum μ → max(0, μ − s/(s+1))), "
+       "`lr` (step × 1/(1+s)), `none`")
       .choices(enumNames<Compensation>());
   // compression
-  k.add("compression.uplink", T::kCodec, [](const Config& c) { return yamlQuote(c.compression.uplink); },
-        "codec of the activations (`none`: raw float32 bytes)");
-  k.add("compression.downlink", T::kCodec, [](const Config& c) { return yamlQuote(c.compression.downlink); },
-        "codec of the gradients (`none`: raw float32 bytes)");
-  k.add("compression.error_feedback", T::kBool, [](const Config& c) { return yamlBool(c.compression.error_feedback); },
-        "correct gradients for the uplink quantisation error");
+  k.add(
+      "compression.uplink", T::kCodec, [](const Config& c) { return yamlQuote(c.compression.uplink); },
+      "codec of the activations (`none`: raw float32 bytes)");
+  k.add(
+      "compression.downlink", T::kCodec, [](const Config& c) { return yamlQuote(c.compression.downlink); },
+      "codec of the gradients (`none`: raw float32 bytes)");
+  k.add(
+      "compression.error_feedback", T::kBool, [](const Config& c) { return yamlBool(c.compression.error_feedback); },
+      "correct gradients for the uplink quantisation error");
   // scheduler
-  k.add("scheduler.enabled", T::kBool, [](const Config& c) { return yamlBool(c.scheduler.enabled); },
-        "profile, estimate the link, log the planner's advice (`split.point: auto` or a `split_schedule` turn "
-        "it on too)");
-  k.add("scheduler.memory_budget_mb", T::kNumber,
-        [](const Config& c) { return yamlNumber(c.scheduler.memory_budget_mb); },
-        "the edge's training memory the planner may use (0: no budget)")
+  k.add(
+      "scheduler.enabled", T::kBool, [](const Config& c) { return yamlBool(c.scheduler.enabled); },
+      "profile, estimate the link, log the planner's advice (`split.point: auto` or a `split_schedule` turn "
+      "it on too)");
+  k.add(
+       "scheduler.memory_budget_mb", T::kNumber,
+       [](const Config& c) { return yamlNumber(c.scheduler.memory_budget_mb); },
+       "the edge's training memory the planner may use (0: no budget)")
       .range(0, 1e9);
-  k.add("scheduler.codecs", T::kCodecList, [](const Config& c) { return yamlStringList(c.scheduler.codecs); },
-        "uplink codecs the planner may pick (checked even when the scheduler is off)");
-  k.add("scheduler.hysteresis", T::kNumber, [](const Config& c) { return yamlNumber(c.scheduler.hysteresis); },
-        "relative gain needed before changing split or codec")
+  k.add(
+      "scheduler.codecs", T::kCodecList, [](const Config& c) { return yamlStringList(c.scheduler.codecs); },
+      "uplink codecs the planner may pick (checked even when the scheduler is off)");
+  k.add(
+       "scheduler.hysteresis", T::kNumber, [](const Config& c) { return yamlNumber(c.scheduler.hysteresis); },
+       "relative gain needed before changing split or codec")
       .range(0, 1);
-  k.add("scheduler.replan_threshold", T::kNumber,
-        [](const Config& c) { return yamlNumber(c.scheduler.replan_threshold); },
-        "re-plan mid-epoch when the bandwidth estimate moves this much")
+  k.add(
+       "scheduler.replan_threshold", T::kNumber,
+       [](const Config& c) { return yamlNumber(c.scheduler.replan_threshold); },
+       "re-plan mid-epoch when the bandwidth estimate moves this much")
       .above(0, 100);
-  k.add("scheduler.profile_dir", T::kString, [](const Config& c) { return yamlQuote(c.scheduler.profile_dir); },
-        "stage-profile cache");
-  k.add("scheduler.profile_iterations", T::kInteger,
-        [](const Config& c) { return yamlInt(c.scheduler.profile_iterations); }, "repetitions per stage profile")
+  k.add(
+      "scheduler.profile_dir", T::kString, [](const Config& c) { return yamlQuote(c.scheduler.profile_dir); },
+      "stage-profile cache");
+  k.add(
+       "scheduler.profile_iterations", T::kInteger,
+       [](const Config& c) { return yamlInt(c.scheduler.profile_iterations); }, "repetitions per stage profile")
       .range(1, 1000);
-  k.add("scheduler.split_schedule", T::kEpochMap,
-        [](const Config& c) { return yamlIntMap(c.scheduler.split_schedule); },
-        "epoch → split point, forced (experiments)")
+  k.add(
+       "scheduler.split_schedule", T::kEpochMap, [](const Config& c) { return yamlIntMap(c.scheduler.split_schedule); },
+       "epoch → split point, forced (experiments)")
       .range(0, 10000);
-  k.add("scheduler.probe_bytes", T::kInteger, [](const Config& c) { return yamlInt(c.scheduler.probe_bytes); },
-        "largest bandwidth probe")
+  k.add(
+       "scheduler.probe_bytes", T::kInteger, [](const Config& c) { return yamlInt(c.scheduler.probe_bytes); },
+       "largest bandwidth probe")
       .range(1024, static_cast<double>(std::int64_t{64} << 20));
   // link
-  k.add("link.endpoint", T::kEndpoint, [](const Config& c) { return yamlQuote(c.link.endpoint); },
-        "the cloud binds, the edge connects");
-  k.add("link.connect_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.connect_timeout_s); },
-        "the edge gives up when the cloud is not up by then")
+  k.add(
+      "link.endpoint", T::kEndpoint, [](const Config& c) { return yamlQuote(c.link.endpoint); },
+      "the cloud binds, the edge connects");
+  k.add(
+       "link.connect_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.connect_timeout_s); },
+       "the edge gives up when the cloud is not up by then")
       .above(0, 86400);
-  k.add("link.heartbeat_interval_s", T::kNumber,
-        [](const Config& c) { return yamlNumber(c.link.heartbeat_interval_s); }, "heartbeat period")
+  k.add(
+       "link.heartbeat_interval_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.heartbeat_interval_s); },
+       "heartbeat period")
       .above(0, 3600);
-  k.add("link.peer_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.peer_timeout_s); },
-        "a peer silent this long is considered gone (> `heartbeat_interval_s`)")
+  k.add(
+       "link.peer_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.peer_timeout_s); },
+       "a peer silent this long is considered gone (> `heartbeat_interval_s`)")
       .above(0, 86400);
-  k.add("link.accept_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.accept_timeout_s); },
-        "the cloud gives up when no edge arrives by then (0: wait forever)")
+  k.add(
+       "link.accept_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.accept_timeout_s); },
+       "the cloud gives up when no edge arrives by then (0: wait forever)")
       .range(0, 1e7);
-  k.add("link.reconnect_grace_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.reconnect_grace_s); },
-        "a peer silent for `peer_timeout_s` gets this much longer to come back before the run ends")
+  k.add(
+       "link.reconnect_grace_s", T::kNumber, [](const Config& c) { return yamlNumber(c.link.reconnect_grace_s); },
+       "a peer silent for `peer_timeout_s` gets this much longer to come back before the run ends")
       .range(0, 86400);
-  k.add("link.max_message_mb", T::kNumber, [](const Config& c) { return yamlNumber(c.link.max_message_mb); },
-        "largest tensor accepted from the network")
+  k.add(
+       "link.max_message_mb", T::kNumber, [](const Config& c) { return yamlNumber(c.link.max_message_mb); },
+       "largest tensor accepted from the network")
       .above(0, 65536);
-  k.add("link.emulate.uplink_mbps", T::kNumber, [](const Config& c) { return yamlNumber(c.link.emulate.uplink_mbps); },
-        "emulated uplink bandwidth (0: not shaped; each side shapes what it sends)")
+  k.add(
+       "link.emulate.uplink_mbps", T::kNumber, [](const Config& c) { return yamlNumber(c.link.emulate.uplink_mbps); },
+       "emulated uplink bandwidth (0: not shaped; each side shapes what it sends)")
       .range(0, 1e6);
-  k.add("link.emulate.downlink_mbps", T::kNumber,
-        [](const Config& c) { return yamlNumber(c.link.emulate.downlink_mbps); },
-        "emulated downlink bandwidth (0: not shaped)")
+  k.add(
+       "link.emulate.downlink_mbps", T::kNumber,
+       [](const Config& c) { return yamlNumber(c.link.emulate.downlink_mbps); },
+       "emulated downlink bandwidth (0: not shaped)")
       .range(0, 1e6);
-  k.add("link.emulate.rtt_ms", T::kNumber, [](const Config& c) { return yamlNumber(c.link.emulate.rtt_ms); },
-        "emulated round-trip time (0: none)")
+  k.add(
+       "link.emulate.rtt_ms", T::kNumber, [](const Config& c) { return yamlNumber(c.link.emulate.rtt_ms); },
+       "emulated round-trip time (0: none)")
       .range(0, 1e6);
-  k.add("link.emulate.trace", T::kString, [](const Config& c) { return yamlQuote(c.link.emulate.trace); },
-        "bandwidth trace CSV: time → uplink/downlink Mbit/s")
+  k.add(
+       "link.emulate.trace", T::kString, [](const Config& c) { return yamlQuote(c.link.emulate.trace); },
+       "bandwidth trace CSV: time → uplink/downlink Mbit/s")
       .optional()
       .defaultNote("none");
-  k.add("link.emulate.outages", T::kOutageList, [](const Config& c) { return yamlPairList(c.link.emulate.outages); },
-        "`[[start_s, duration_s], ...]`: the link drops every message, heartbeats too");
+  k.add(
+      "link.emulate.outages", T::kOutageList, [](const Config& c) { return yamlPairList(c.link.emulate.outages); },
+      "`[[start_s, duration_s], ...]`: the link drops every message, heartbeats too");
   // security
-  k.add("security.mode", T::kChoice, [](const Config& c) { return yamlEnum(c.security.mode); },
-        "`curve` (encrypted, authenticated) or `plaintext` (must be explicit; warns off loopback)")
+  k.add(
+       "security.mode", T::kChoice, [](const Config& c) { return yamlEnum(c.security.mode); },
+       "`curve` (encrypted, authenticated) or `plaintext` (must be explicit; warns off loopback)")
       .choices(enumNames<SecurityMode>());
-  k.add("security.key_file", T::kString, [](const Config& c) { return yamlQuote(c.security.key_file); },
-        "this side's key pair (`tandem_keygen`, mode 0600)")
+  k.add(
+       "security.key_file", T::kString, [](const Config& c) { return yamlQuote(c.security.key_file); },
+       "this side's key pair (`tandem_keygen`, mode 0600)")
       .optional()
       .defaultNote("none");
-  k.add("security.cloud_public_key_file", T::kString,
-        [](const Config& c) { return yamlQuote(c.security.cloud_public_key_file); }, "edge: the cloud's `.pub`")
+  k.add(
+       "security.cloud_public_key_file", T::kString,
+       [](const Config& c) { return yamlQuote(c.security.cloud_public_key_file); }, "edge: the cloud's `.pub`")
       .optional()
       .defaultNote("none");
-  k.add("security.authorized_keys", T::kString, [](const Config& c) { return yamlQuote(c.security.authorized_keys); },
-        "cloud: file listing the edge public keys it accepts")
+  k.add(
+       "security.authorized_keys", T::kString, [](const Config& c) { return yamlQuote(c.security.authorized_keys); },
+       "cloud: file listing the edge public keys it accepts")
       .optional()
       .defaultNote("none");
   // checkpoint
-  k.add("checkpoint.enabled", T::kBool, [](const Config& c) { return yamlBool(c.checkpoint.enabled); },
-        "checkpoints of both sides");
-  k.add("checkpoint.dir", T::kString, [](const Config& c) { return yamlQuote(c.checkpoint.dir); },
-        "where checkpoints go")
+  k.add(
+      "checkpoint.enabled", T::kBool, [](const Config& c) { return yamlBool(c.checkpoint.enabled); },
+      "checkpoints of both sides");
+  k.add(
+       "checkpoint.dir", T::kString, [](const Config& c) { return yamlQuote(c.checkpoint.dir); },
+       "where checkpoints go")
       .defaultNote("`<run.output_dir>/checkpoints`");
-  k.add("checkpoint.every_steps", T::kInteger, [](const Config& c) { return yamlInt(c.checkpoint.every_steps); },
-        "also checkpoint every this many steps (0: at epoch ends only)")
+  k.add(
+       "checkpoint.every_steps", T::kInteger, [](const Config& c) { return yamlInt(c.checkpoint.every_steps); },
+       "also checkpoint every this many steps (0: at epoch ends only)")
       .range(0, kBatches);
-  k.add("checkpoint.keep", T::kInteger, [](const Config& c) { return yamlInt(c.checkpoint.keep); },
-        "checkpoints kept")
+  k.add(
+       "checkpoint.keep", T::kInteger, [](const Config& c) { return yamlInt(c.checkpoint.keep); }, "checkpoints kept")
       .range(1, 1000);
   // metrics
-  k.add("metrics.port", T::kInteger, [](const Config& c) { return yamlInt(c.metrics.port); },
-        "Prometheus endpoint `/metrics` (0: off)")
+  k.add(
+       "metrics.port", T::kInteger, [](const Config& c) { return yamlInt(c.metrics.port); },
+       "Prometheus endpoint `/metrics` (0: off)")
       .range(0, 65535);
-  k.add("metrics.bind_address", T::kString, [](const Config& c) { return yamlQuote(c.metrics.bind_address); },
-        "address the metrics endpoint binds");
+  k.add(
+      "metrics.bind_address", T::kString, [](const Config& c) { return yamlQuote(c.metrics.bind_address); },
+      "address the metrics endpoint binds");
   // log
-  k.add("log.level", T::kChoice, [](const Config& c) { return yamlEnum(c.log.level); }, "log level")
+  k.add(
+       "log.level", T::kChoice, [](const Config& c) { return yamlEnum(c.log.level); }, "log level")
       .choices(enumNames<LogLevel>());
-  k.add("log.format", T::kChoice, [](const Config& c) { return yamlEnum(c.log.format); },
-        "`text`, or `json`: one JSON object per line")
+  k.add(
+       "log.format", T::kChoice, [](const Config& c) { return yamlEnum(c.log.format); },
+       "`text`, or `json`: one JSON object per line")
       .choices(enumNames<LogFormat>());
   return k.take();
 }
@@ -369,9 +445,9 @@ std::string cell(const std::string& text) {
 
 std::string yamlQuote(const std::string& text) {
   static const std::vector<std::string> kNullWords{"null", "Null", "NULL", "~"};
-  bool plain = !text.empty() && std::find(kNullWords.begin(), kNullWords.end(), text) == kNullWords.end() &&
-               (std::isalnum(static_cast<unsigned char>(text[0])) || text[0] == '_' || text[0] == '/' ||
-                text[0] == '.');
+  bool plain =
+      !text.empty() && std::find(kNullWords.begin(), kNullWords.end(), text) == kNullWords.end() &&
+      (std::isalnum(static_cast<unsigned char>(text[0])) || text[0] == '_' || text[0] == '/' || text[0] == '.');
   for (char ch : text) {
     const auto u = static_cast<unsigned char>(ch);
     if (!(std::isalnum(u) || ch == '_' || ch == '-' || ch == '.' || ch == '/')) plain = false;

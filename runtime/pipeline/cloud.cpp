@@ -8,9 +8,9 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <utility>
 #include <random>
 #include <unistd.h>
+#include <utility>
 
 #include "runtime/common/log.h"
 #include "runtime/common/strings.h"
@@ -19,11 +19,10 @@
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
 #include "runtime/pipeline/run_state.h"
+#include "runtime/scheduler/profiler.h"
 #include "runtime/session/cloud_session.h"
 #include "runtime/session/handshake.h"
-#include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
-
 
 namespace tandem::pipeline {
 
@@ -88,7 +87,8 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
     const auto& shape = reference.boundaryShapes().front();
     std::vector<std::int64_t> batch{config_.data.batch_size};
     batch.insert(batch.end(), shape.begin(), shape.end());
-    cloud_profile_ = scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), config::Role::kCloud));
+    cloud_profile_ =
+        scheduler::toJson(scheduler::sideProfile(config_, reference, torch::randn(batch), config::Role::kCloud));
   }
 }
 
@@ -168,8 +168,8 @@ void CloudTrainer::onHello(Message& message) {
 void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   auto& position = s.link.position();
   if (train && !position.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
-  auto batch = decodeBatch(message, *s.model, s.split(),
-                           train ? config_.data.batch_size : config_.data.test_batch_size, s.codecs);
+  auto batch = decodeBatch(message, *s.model, s.split(), train ? config_.data.batch_size : config_.data.test_batch_size,
+                           s.codecs);
   if (s.metrics) s.metrics->decode->Observe(batch.decode_seconds);
   if (!train) {
     const auto outcome = evaluateStep(*s.model, s.split(), s.stages, batch);
@@ -238,8 +238,8 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   const int from = static_cast<int>(info.from);
   const int to = static_cast<int>(info.to);
   if (from != s.split()) {
-    throw WireError(ErrorCode::kUnexpected, "migration from split " + std::to_string(from) + " but the split is " +
-                                                std::to_string(s.split()));
+    throw WireError(ErrorCode::kUnexpected,
+                    "migration from split " + std::to_string(from) + " but the split is " + std::to_string(s.split()));
   }
   if (to > s.stages) {
     throw WireError(ErrorCode::kUnexpected, "migration to split " + std::to_string(to) + " beyond the " +
@@ -302,9 +302,9 @@ void CloudTrainer::onCheckpoint(Session& s, Message& message) {
 void CloudTrainer::closeEpoch(Session& s) {
   const auto& position = s.link.position();
   if (position.epoch < 0 || s.train.steps == 0) return;
-  auto record = epochRecord(position.epoch, s.lr, s.train, s.eval, s.train_seconds,
-                            std::chrono::duration<double>(Clock::now() - s.epoch_start).count(), s.split(),
-                            s.staleness);
+  auto record =
+      epochRecord(position.epoch, s.lr, s.train, s.eval, s.train_seconds,
+                  std::chrono::duration<double>(Clock::now() - s.epoch_start).count(), s.split(), s.staleness);
   std::tie(record.bytes_uplink, record.bytes_downlink) = s.link.takeEpochBytes();
   if (s.eval.samples == 0) {  // the edge stopped before evaluating
     record.partial = true;
@@ -323,7 +323,8 @@ void CloudTrainer::closeEpoch(Session& s) {
                record.train_accuracy * 100);
   } else {
     logEpoch(*log_, record, static_cast<int>(s.hello.epochs),
-             {fmt::format("session {:016x} ", s.id()), "",
+             {fmt::format("session {:016x} ", s.id()),
+              "",
               {{"session", fmt::format("{:016x}", s.id())}, {"edge", s.hello.edge_name}}});
   }
   s.train = {};
@@ -337,7 +338,8 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   const int epoch = static_cast<int>(message.header.epoch);
   if (epoch <= position.epoch || epoch >= static_cast<int>(s.hello.epochs)) {
     throw WireError(ErrorCode::kUnexpected, "epoch " + std::to_string(epoch) + " after epoch " +
-                                                std::to_string(position.epoch) + " of " + std::to_string(s.hello.epochs));
+                                                std::to_string(position.epoch) + " of " +
+                                                std::to_string(s.hello.epochs));
   }
   position.epoch = epoch;
   position.epoch_open = true;
@@ -350,9 +352,9 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();
   }
-  s.progress = std::make_unique<telemetry::Progress>("cloud.pipeline", epoch + 1, static_cast<int>(s.hello.epochs),
-                                                     std::max<std::int64_t>(1, info.steps),
-                                                     "edge " + s.hello.edge_name + " ");
+  s.progress =
+      std::make_unique<telemetry::Progress>("cloud.pipeline", epoch + 1, static_cast<int>(s.hello.epochs),
+                                            std::max<std::int64_t>(1, info.steps), "edge " + s.hello.edge_name + " ");
   s.epoch_start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(std::exchange(s.resume_seconds, 0.0)));
 }
@@ -474,7 +476,8 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
   bool seen_session = false;
   while (true) {
     if (stop) {
-      for (const auto& [peer, s] : sessions_) replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id());
+      for (const auto& [peer, s] : sessions_)
+        replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id());
       while (!sessions_.empty()) endSession(sessions_.begin()->first, SessionEnd::kFailed, "cloud interrupted");
       transport_->close(std::chrono::milliseconds(1000));
       return CloudOutcome::kInterrupted;

@@ -20,8 +20,8 @@ CloudBatch decodeBatch(transport::Message& message, const models::StageModel& mo
   const auto batch = expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, max_batch, "activation");
   const auto labels_batch = expectBatchTensor(message, 1, transport::DType::kInt64, {}, max_batch, "labels");
   if (labels_batch != batch) {
-    throw WireError(ErrorCode::kInvalidTensor, "labels for " + std::to_string(labels_batch) + " samples, activation for " +
-                                                   std::to_string(batch));
+    throw WireError(ErrorCode::kInvalidTensor,
+                    "labels for " + std::to_string(labels_batch) + " samples, activation for " + std::to_string(batch));
   }
   CloudBatch out;
   out.size = batch;

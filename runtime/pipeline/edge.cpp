@@ -112,8 +112,8 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
     log_->info("resuming: {} valid checkpoint(s) in {}", hello.checkpoints.size(), checkpoints_->directory());
   }
   log_->info("connecting to the cloud at {} (model {}, split {}/{}, K {}, replay {}, uplink {}, downlink {})",
-             session_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness,
-             hello.replay, hello.uplink_codec, hello.downlink_codec);
+             session_->endpoint(), hello.model, split_, model_.numStages(), config_.split.staleness, hello.replay,
+             hello.uplink_codec, hello.downlink_codec);
   auto welcome = session_->connect(Message(MessageType::kHello, hello), millis(config_.link.connect_timeout_s), stop);
   installWelcome(welcome);
   const auto& body = std::get<transport::Welcome>(welcome.body);
@@ -431,20 +431,19 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std:
         replan(epoch, train_loader_->batchesPerEpoch(), e.staleness, "epoch", summary);
       }
       optimizer_->setLearningRate(e.learning_rate);
-      session_->openEpoch(newMessage(MessageType::kEpochBegin,
-                                     transport::EpochInfo{static_cast<std::uint32_t>(e.staleness),
-                                                          train_loader_->batchesPerEpoch(), 0, 0},
-                                     epoch));
+      session_->openEpoch(newMessage(
+          MessageType::kEpochBegin,
+          transport::EpochInfo{static_cast<std::uint32_t>(e.staleness), train_loader_->batchesPerEpoch(), 0, 0},
+          epoch));
       trainEpoch(e, summary, stop);
       e.train_seconds = e.trainSeconds();
       if (scheduler_) scheduler_->finish(static_cast<std::int64_t>(next_step_));
       session_->closeEpoch();
-      auto ack = session_->request(
-          newMessage(MessageType::kEpochEnd,
-                     transport::EpochInfo{static_cast<std::uint32_t>(e.staleness), e.stats.steps, e.stats.loss(),
-                                          e.stats.accuracy()},
-                     epoch),
-          MessageType::kEpochAck, "an end-of-epoch acknowledgement");
+      auto ack = session_->request(newMessage(MessageType::kEpochEnd,
+                                              transport::EpochInfo{static_cast<std::uint32_t>(e.staleness),
+                                                                   e.stats.steps, e.stats.loss(), e.stats.accuracy()},
+                                              epoch),
+                                   MessageType::kEpochAck, "an end-of-epoch acknowledgement");
       const auto& cloud = std::get<transport::EpochInfo>(ack.body);
       if (cloud.steps != e.stats.steps) {
         throw ProtocolError("the cloud applied " + std::to_string(cloud.steps) + " steps in epoch " +

@@ -73,7 +73,7 @@ class EdgeTrainer {
     double learning_rate = 0.0;
     std::int64_t sent = 0;  // batches of the epoch sent so far
     RunningStats stats;
-    double seconds_before = 0.0;  // training time before a resume
+    double seconds_before = 0.0;          // training time before a resume
     std::optional<double> train_seconds;  // once training ended (evaluation not included)
     std::chrono::steady_clock::time_point start;
     double trainSeconds() const;
@@ -129,7 +129,7 @@ class EdgeTrainer {
   std::chrono::steady_clock::time_point started_;
   bool resume_requested_ = false;
   std::unique_ptr<checkpoint::CheckpointStore> checkpoints_;
-  std::optional<RunPosition> resume_;      // where a resumed run continues
+  std::optional<RunPosition> resume_;     // where a resumed run continues
   std::optional<EpochProgress> current_;  // the epoch under way
   std::uint64_t next_step_ = 0;
 };

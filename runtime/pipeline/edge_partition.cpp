@@ -50,7 +50,8 @@ void EdgeTrainer::probe(bool bandwidth) {
   link_.resetSpacing();
   const auto exchange = [&](std::uint64_t up_bytes, std::uint64_t down_bytes) {
     Message m(MessageType::kProbe, transport::ProbeInfo{transport::steadySeconds(), 0, 0, down_bytes});
-    if (up_bytes > 0) addFrame(m, transport::rawFrame(torch::zeros({static_cast<std::int64_t>(up_bytes)}, torch::kUInt8)));
+    if (up_bytes > 0)
+      addFrame(m, transport::rawFrame(torch::zeros({static_cast<std::int64_t>(up_bytes)}, torch::kUInt8)));
     const auto wire = wireBytes(m);
     auto& info = std::get<transport::ProbeInfo>(m.body);
     info.t0 = transport::steadySeconds();
@@ -70,7 +71,8 @@ void EdgeTrainer::probe(bool bandwidth) {
     const double up = exchange(size, 0);
     const double down = exchange(0, size);
     const double rtt = link_.rttSeconds();
-    if ((up - rtt > 0.05 && down - rtt > 0.05) || size * 4 > static_cast<std::uint64_t>(config_.scheduler.probe_bytes)) {
+    if ((up - rtt > 0.05 && down - rtt > 0.05) ||
+        size * 4 > static_cast<std::uint64_t>(config_.scheduler.probe_bytes)) {
       break;
     }
   }
@@ -83,8 +85,8 @@ void EdgeTrainer::migrate(int epoch, int to, const std::string& codec, const std
   if (to == from && codec == uplink_codec_) return;
   const auto start = Clock::now();
   const auto bytes_before = session_->bytesUp() + session_->bytesDown();
-  Message m(MessageType::kMigrate, transport::MigrateInfo{static_cast<std::uint32_t>(from),
-                                                          static_cast<std::uint32_t>(to), codec, {}});
+  Message m(MessageType::kMigrate,
+            transport::MigrateInfo{static_cast<std::uint32_t>(from), static_cast<std::uint32_t>(to), codec, {}});
   if (to < from) packStages(m, model_, *optimizer_, to, from);
   auto ack = session_->request(std::move(m), MessageType::kMigrateAck, "a migration acknowledgement");
   if (to > from) unpackStages(ack, model_, *optimizer_, from, to, codecs_);

@@ -23,9 +23,10 @@ std::optional<telemetry::PipelineBound> PipelineSums::bound(double achieved_samp
   p.cloud_compute_s = cloud_compute_s / n;
   p.upload_s = upload_s / n;
   p.download_s = download_s / n;
-  const std::pair<double, const char*> stages[] = {
-      {p.edge_compute_s, "edge compute"}, {p.upload_s, "upload"}, {p.cloud_compute_s, "cloud compute"},
-      {p.download_s, "download"}};
+  const std::pair<double, const char*> stages[] = {{p.edge_compute_s, "edge compute"},
+                                                   {p.upload_s, "upload"},
+                                                   {p.cloud_compute_s, "cloud compute"},
+                                                   {p.download_s, "download"}};
   const auto* slowest = &stages[0];
   for (const auto& stage : stages) {
     if (stage.first > slowest->first) slowest = &stage;

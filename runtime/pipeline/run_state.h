@@ -21,10 +21,10 @@ struct RunPosition {
   std::int64_t batch = 0;  // the first batch of `epoch` not yet trained
   int split = 0;
   int staleness = 0;
-  std::string codec;         // the uplink codec in force
-  std::uint64_t updates = 0;  // edge optimizer steps (edge only)
-  RunningStats stats;         // `epoch` so far
-  double epoch_seconds = 0.0;  // training time spent in `epoch` so far
+  std::string codec;                            // the uplink codec in force
+  std::uint64_t updates = 0;                    // edge optimizer steps (edge only)
+  RunningStats stats;                           // `epoch` so far
+  double epoch_seconds = 0.0;                   // training time spent in `epoch` so far
   std::vector<telemetry::EpochRecord> history;  // the epochs finished before `epoch`
 };
 

@@ -43,8 +43,8 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
             config.model.name, n, config.data.dataset, train_set->size(), test_set->size(),
             train_loader->batchesPerEpoch(), config.data.batch_size);
 
-  auto summary = newRunSummary(config::Role::kEdge, "standalone", config.run.name, config.model.name, config.data.dataset,
-                               config.run.epochs);
+  auto summary = newRunSummary(config::Role::kEdge, "standalone", config.run.name, config.model.name,
+                               config.data.dataset, config.run.epochs);
   if (metrics_) {
     metrics_->split_point->Set(n);
     metrics_->setCodec("none");

@@ -165,9 +165,11 @@ Message EdgeSession::awaitAny(const char* waiting_for, std::optional<std::chrono
     const auto now = Clock::now();
     if (timeout && now - start > *timeout) {
       throw TransportError(std::string("waited for ") + waiting_for + " from the cloud at " + transport_->endpoint() +
-                           " for " + seconds(*timeout) + " s without an answer (is cloud_trainer running and reachable?)");
+                           " for " + seconds(*timeout) +
+                           " s without an answer (is cloud_trainer running and reachable?)");
     }
-    if (give_up_on_stop && stop && *stop) throw TransportError(std::string("interrupted while waiting for ") + waiting_for);
+    if (give_up_on_stop && stop && *stop)
+      throw TransportError(std::string("interrupted while waiting for ") + waiting_for);
     if (now > next_notice) {
       log_->info("still waiting for {} from {} ({:.0f} s)", waiting_for, transport_->endpoint(),
                  std::chrono::duration<double>(now - start).count());

@@ -35,8 +35,8 @@ ResumeChoice chooseResume(const transport::Hello& hello, const config::Config& c
   for (auto& ch : run) {
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
   }
-  choice.store = std::make_unique<checkpoint::CheckpointStore>(config.checkpoint.dir + "/cloud/" + run,
-                                                               config.checkpoint.keep);
+  choice.store =
+      std::make_unique<checkpoint::CheckpointStore>(config.checkpoint.dir + "/cloud/" + run, config.checkpoint.keep);
   if (!hello.resume) return choice;
   const auto mine = choice.store->validSteps();
   for (auto it = mine.rbegin(); it != mine.rend(); ++it) {

@@ -5,9 +5,9 @@
 
 #include <cerrno>
 #include <cmath>
-#include <limits>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "runtime/common/error.h"
@@ -72,7 +72,6 @@ nlohmann::json recordJson(const EpochRecord& e) {
           {"bytes_downlink", e.bytes_downlink},
           {"partial", e.partial}};
 }
-
 
 }  // namespace
 

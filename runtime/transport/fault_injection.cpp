@@ -32,9 +32,7 @@ std::string DropMessage::describe() const {
   return fmt::format("drop {} message {}", direction_ == Direction::kSend ? "sent" : "received", index_);
 }
 
-FaultAction LinkSwitch::apply(const FaultPoint&) {
-  return state_->down ? FaultAction::kDrop : FaultAction::kPass;
-}
+FaultAction LinkSwitch::apply(const FaultPoint&) { return state_->down ? FaultAction::kDrop : FaultAction::kPass; }
 
 FaultInjector::FaultInjector(std::unique_ptr<FrameSocket> inner, std::vector<std::unique_ptr<Fault>> faults,
                              std::string log_component, Clock::time_point start)

@@ -36,7 +36,7 @@ enum class FaultAction { kPass, kDrop };
 // Where a message is when a fault looks at it.
 struct FaultPoint {
   Direction direction = Direction::kSend;
-  double elapsed_s = 0.0;   // since the injector started
+  double elapsed_s = 0.0;  // since the injector started
   // Non-heartbeat messages seen before this one in `direction`; heartbeats carry the
   // count of the next such message.
   std::uint64_t index = 0;

@@ -19,9 +19,11 @@ struct InMemoryHub::Inbox {
 // One end of the hub: the cloud's (binds) or an edge's.
 class InMemoryEnd final : public FrameSocket {
  public:
-  InMemoryEnd(std::shared_ptr<InMemoryHub> hub, bool binds, std::string id,
-              std::shared_ptr<InMemoryHub::Inbox> inbox)
-      : hub_(std::move(hub)), binds_(binds), id_(std::move(id)), inbox_(std::move(inbox)),
+  InMemoryEnd(std::shared_ptr<InMemoryHub> hub, bool binds, std::string id, std::shared_ptr<InMemoryHub::Inbox> inbox)
+      : hub_(std::move(hub)),
+        binds_(binds),
+        id_(std::move(id)),
+        inbox_(std::move(inbox)),
         log_(log::get("transport.memory")) {}
   ~InMemoryEnd() override { close(std::chrono::milliseconds(0)); }
 

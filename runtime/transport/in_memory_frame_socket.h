@@ -25,8 +25,8 @@
 namespace tandem::transport {
 
 struct InMemoryOptions {
-  std::string name = "memory";  // endpoint() reads memory://<name>
-  Limits limits;                // what every end accepts
+  std::string name = "memory";      // endpoint() reads memory://<name>
+  Limits limits;                    // what every end accepts
   std::size_t queue_capacity = 64;  // messages waiting in each end's inbox
 };
 

@@ -9,7 +9,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kMaxControl = 64;          // Error replies waiting; older ones are dropped
+constexpr std::size_t kMaxControl = 64;           // Error replies waiting; older ones are dropped
 constexpr std::size_t kMaxTrackedRejects = 4096;  // peers whose rejections are counted for the log
 constexpr std::size_t kMaxTrackedPeers = 4096;    // send states of peers that never sent a valid message
 
@@ -222,8 +222,8 @@ void SequencedLink::checkPeers() {
       }
       // The connecting side has one peer: without it there is nothing left to do.
       fail("no message from the cloud at " + socket_->endpoint() + " for " + std::to_string(silent_s).substr(0, 4) +
-           " s (link.peer_timeout_s = " + seconds(options_.peer_timeout) +
-           ", link.reconnect_grace_s = " + seconds(options_.reconnect_grace) + "): the cloud is gone or the link is down");
+           " s (link.peer_timeout_s = " + seconds(options_.peer_timeout) + ", link.reconnect_grace_s = " +
+           seconds(options_.reconnect_grace) + "): the cloud is gone or the link is down");
       in_.clear();
       return;
     }

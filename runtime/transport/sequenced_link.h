@@ -70,7 +70,7 @@ class SequencedLink : public Transport {
     std::uint64_t next = 0;
     std::chrono::steady_clock::time_point last_heard;
     std::chrono::steady_clock::time_point known_since;  // its first valid message
-    bool silent = false;  // reported silent, within the reconnect grace
+    bool silent = false;                                // reported silent, within the reconnect grace
   };
 
   void run();
@@ -95,10 +95,10 @@ class SequencedLink : public Transport {
 
   std::mutex send_mutex_;
   std::map<std::string, SendState> out_;
-  std::map<std::string, ReceiveState> in_;  // link thread only: peers that sent a valid message
+  std::map<std::string, ReceiveState> in_;                 // link thread only: peers that sent a valid message
   std::map<std::string, std::uint64_t> rejected_by_peer_;  // link thread only: for the log
-  std::deque<Message> control_;      // link thread only: Error replies not yet handed down
-  std::deque<std::string> forget_;   // link thread only: lost peers whose SendState to drop
+  std::deque<Message> control_;                            // link thread only: Error replies not yet handed down
+  std::deque<std::string> forget_;                         // link thread only: lost peers whose SendState to drop
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closed_{false};

@@ -65,7 +65,7 @@ void ZapHandler::run(zmq::socket_t handler) {
       }
       const std::string request_id = request.size() > 1 ? request[1].to_string() : std::string();
       std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"), zmq::buffer(request_id), zmq::buffer(status),
-                                                zmq::buffer(text),        zmq::buffer(user),       zmq::const_buffer()};
+                                                zmq::buffer(text),      zmq::buffer(user),       zmq::const_buffer()};
       zmq::send_multipart(handler, reply);
     } catch (const zmq::error_t& e) {
       // The context is terminating, or a request broke the REP state machine: say so; the

@@ -26,7 +26,8 @@ ZmqFrameSocket::ZmqFrameSocket(ZmqSocketOptions options)
       inbound_(options_.queue_capacity) {
   context_ = options_.context ? options_.context : std::make_shared<zmq::context_t>(1);
   // The ZAP handler must be bound before the socket accepts connections.
-  if (options_.curve.enabled && binds()) zap_ = std::make_unique<ZapHandler>(*context_, options_.curve.authorized_keys, log_);
+  if (options_.curve.enabled && binds())
+    zap_ = std::make_unique<ZapHandler>(*context_, options_.curve.authorized_keys, log_);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw TransportError("cannot create an eventfd for the socket thread");
   std::promise<std::string> ready;
@@ -136,9 +137,9 @@ void ZmqFrameSocket::run(std::promise<std::string> ready) {
     // Watch failed handshakes (a refused key, CURVE against plaintext) to report them.
     const std::string monitor_endpoint =
         "inproc://tandem-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-    zmq_socket_monitor(socket.handle(), monitor_endpoint.c_str(),
-                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+    zmq_socket_monitor(
+        socket.handle(), monitor_endpoint.c_str(),
+        ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     monitor = zmq::socket_t(*context_, zmq::socket_type::pair);
     monitor.set(zmq::sockopt::linger, 0);
     monitor.connect(monitor_endpoint);
@@ -155,8 +156,8 @@ void ZmqFrameSocket::run(std::promise<std::string> ready) {
     }
     ready.set_value(endpoint);
   } catch (const zmq::error_t& e) {
-    ready.set_exception(std::make_exception_ptr(TransportError(
-        std::string("cannot ") + (bind ? "bind" : "connect") + " '" + options_.endpoint + "': " + e.what())));
+    ready.set_exception(std::make_exception_ptr(TransportError(std::string("cannot ") + (bind ? "bind" : "connect") +
+                                                               " '" + options_.endpoint + "': " + e.what())));
     return;
   }
 
@@ -166,9 +167,8 @@ void ZmqFrameSocket::run(std::promise<std::string> ready) {
       short events = 0;
       if (!inbound_.full()) events |= ZMQ_POLLIN;
       if (!pending_.empty()) events |= ZMQ_POLLOUT;
-      zmq::pollitem_t items[] = {{socket.handle(), 0, events, 0},
-                                 {nullptr, wake_fd_, ZMQ_POLLIN, 0},
-                                 {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {
+          {socket.handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}, {monitor.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 3, std::chrono::milliseconds(50));
       if (items[2].revents & ZMQ_POLLIN) {
         std::vector<zmq::message_t> event;
@@ -255,8 +255,8 @@ bool ZmqFrameSocket::sendNow(zmq::socket_t& socket, Message& message) {
       if (!socket.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
       socket.send(zmq::buffer(header), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
     } else {
-      if (!socket.send(zmq::buffer(header), (more ? zmq::send_flags::sndmore : zmq::send_flags::none) |
-                                                zmq::send_flags::dontwait)) {
+      if (!socket.send(zmq::buffer(header),
+                       (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)) {
         return false;
       }
     }

@@ -35,19 +35,19 @@ namespace tandem::transport {
 // message reaches the transport); the connecting side (edge) must know `server_key`.
 struct CurveOptions {
   bool enabled = false;
-  std::string public_key;  // Z85, this side
-  std::string secret_key;  // Z85, this side
-  std::string server_key;  // Z85, the cloud's public key (connecting side)
+  std::string public_key;                    // Z85, this side
+  std::string secret_key;                    // Z85, this side
+  std::string server_key;                    // Z85, the cloud's public key (connecting side)
   std::vector<std::string> authorized_keys;  // Z85 (binding side)
 };
 
 struct ZmqSocketOptions {
   enum class Mode { kBind, kConnect };
   Mode mode = Mode::kConnect;
-  std::string endpoint;                  // tcp://host:port, tcp://127.0.0.1:* (ephemeral), inproc://name
+  std::string endpoint;  // tcp://host:port, tcp://127.0.0.1:* (ephemeral), inproc://name
   std::string log_component = "transport";
-  Limits limits;                         // what incoming messages may be (larger frames are cut off by ZeroMQ)
-  std::size_t queue_capacity = 64;       // messages, each direction
+  Limits limits;                            // what incoming messages may be (larger frames are cut off by ZeroMQ)
+  std::size_t queue_capacity = 64;          // messages, each direction
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
   CurveOptions curve;
 };

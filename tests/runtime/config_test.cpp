@@ -287,9 +287,8 @@ TEST(ConfigHoles, DuplicateNestedKey) {
 class ConfigFiles : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("tandem_config_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("tandem_config_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -328,8 +327,8 @@ TEST_F(ConfigFiles, UnreadableFileIsAConfigError) {
 }
 
 TEST(ConfigHoles, MalformedEndpoints) {
-  for (const char* bad : {"tcp://", "tcp://host", "tcp://:5555", "tcp://host:0", "tcp://host:65536",
-                          "tcp://host:http", "tcp://host:", "udp://host:1", "127.0.0.1:5555", "ipc://", "inproc://"}) {
+  for (const char* bad : {"tcp://", "tcp://host", "tcp://:5555", "tcp://host:0", "tcp://host:65536", "tcp://host:http",
+                          "tcp://host:", "udp://host:1", "127.0.0.1:5555", "ipc://", "inproc://"}) {
     SCOPED_TRACE(bad);
     const auto message = errorOf(std::string("link:\n  endpoint: '") + bad + "'\n");
     EXPECT_THAT(message, StartsWith("test.yaml:2:13: link.endpoint: "));
@@ -352,12 +351,14 @@ TEST(ConfigHoles, CodecsAreCheckedAgainstTheRegistryEvenWithTheSchedulerOff) {
   EXPECT_THAT(errorOf("scheduler: {codecs: [none, int8, fp61]}"), HasSubstr("scheduler.codecs[2]: unknown codec"));
   EXPECT_THAT(errorOf("scheduler: {codecs: int9}"), HasSubstr("scheduler.codecs: unknown codec 'int9'"));
   EXPECT_THAT(errorOf("scheduler: {codecs: []}"), HasSubstr("scheduler.codecs: needs at least one codec"));
-  EXPECT_THAT(errorOf("compression:\n  uplink: int9\n"), HasSubstr("test.yaml:2:11: compression.uplink: unknown codec"));
+  EXPECT_THAT(errorOf("compression:\n  uplink: int9\n"),
+              HasSubstr("test.yaml:2:11: compression.uplink: unknown codec"));
   EXPECT_THAT(errorOf("compression: {downlink: 'int8:3'}"), HasSubstr("compression.downlink: codec 'int8' takes no"));
   EXPECT_THAT(errorOf("compression: {uplink: int8+gzip}"), HasSubstr("unknown lossless stage 'gzip'"));
-  const Config c = parseConfig("compression: {uplink: int8_channel+zstd, downlink: fp16}\n"
-                               "scheduler: {codecs: [none, 'topk:0.1+lz4', int4]}\n",
-                               "t.yaml");
+  const Config c = parseConfig(
+      "compression: {uplink: int8_channel+zstd, downlink: fp16}\n"
+      "scheduler: {codecs: [none, 'topk:0.1+lz4', int4]}\n",
+      "t.yaml");
   EXPECT_EQ(c.compression.uplink, "int8_channel+zstd");
   EXPECT_EQ(c.scheduler.codecs, (std::vector<std::string>{"none", "topk:0.1+lz4", "int4"}));
 }

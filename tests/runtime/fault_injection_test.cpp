@@ -14,8 +14,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using conformance::TransportConformance;
-using ::testing::HasSubstr;
 using test_util::receiveMessage;
+using ::testing::HasSubstr;
 
 // Every kind of fault, none of which fires within a test: an outage an hour from now, a
 // drop of a message no test sends, a switch that stays up.

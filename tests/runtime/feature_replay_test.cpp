@@ -158,7 +158,8 @@ TEST(FeatureReplay, StaleGradientIsTemperedByItsStaleness) {
   EXPECT_EQ(applied.staleness, 1);
   std::vector<torch::Tensor> expected;
   const auto probe_params = probe.parameters(0, 1);
-  for (std::size_t i = 0; i < after_first.size(); ++i) expected.push_back(after_first[i] - 0.05 * probe_params[i].grad());
+  for (std::size_t i = 0; i < after_first.size(); ++i)
+    expected.push_back(after_first[i] - 0.05 * probe_params[i].grad());
   EXPECT_LT(largestDifference(model.parameters(0, 1), expected), 1e-6);
   EXPECT_EQ(replay.stats().max_staleness, 1);
   EXPECT_EQ(replay.stats().staleness.at(0), 1);

@@ -17,14 +17,12 @@ using namespace std::chrono_literals;
 using conformance::TransportConformance;
 using ::testing::HasSubstr;
 
-INSTANTIATE_TEST_SUITE_P(InMemory, TransportConformance,
-                         ::testing::Values(conformance::BackendParam{
-                             "InMemory",
-                             [] {
-                               return std::make_unique<conformance::Backend>(
-                                   std::make_unique<conformance::InMemorySockets>());
-                             }}),
-                         conformance::backendName);
+INSTANTIATE_TEST_SUITE_P(
+    InMemory, TransportConformance,
+    ::testing::Values(conformance::BackendParam{
+        "InMemory",
+        [] { return std::make_unique<conformance::Backend>(std::make_unique<conformance::InMemorySockets>()); }}),
+    conformance::backendName);
 
 Message withPayload(std::size_t bytes) {
   Message m(MessageType::kActivations, std::monostate{});

@@ -26,7 +26,8 @@ inline std::optional<transport::LinkEvent> receiveEvent(transport::Transport& tr
   auto incoming = transport.receive(timeout);
   if (!incoming) return std::nullopt;
   if (const auto* event = transport::asEvent(*incoming)) return *event;
-  ADD_FAILURE() << "expected a link event, got " << transport::messageTypeName(std::get<transport::Message>(*incoming).header.type);
+  ADD_FAILURE() << "expected a link event, got "
+                << transport::messageTypeName(std::get<transport::Message>(*incoming).header.type);
   return std::nullopt;
 }
 

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tests/runtime/receive_util.h"
 #include "runtime/transport/curve.h"
 #include "runtime/transport/zmq_transport.h"
+#include "tests/runtime/receive_util.h"
 #include "tests/runtime/split_test_util.h"
 
 namespace tandem::transport {

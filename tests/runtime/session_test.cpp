@@ -95,7 +95,8 @@ class FakeCloud {
       }
       case MessageType::kEpochEnd: {
         position.epoch_open = false;
-        Message ack(MessageType::kEpochAck, transport::EpochInfo{0, static_cast<std::int64_t>(position.next_step), 0, 0});
+        Message ack(MessageType::kEpochAck,
+                    transport::EpochInfo{0, static_cast<std::int64_t>(position.next_step), 0, 0});
         ack.header.epoch = m.header.epoch;
         session_->answer(m, std::move(ack));
         break;
@@ -261,7 +262,8 @@ TEST(CloudSession, RepeatedRequestsGetTheCachedReplyAndEarlyStepsAResync) {
     got.push_back(transport::asMessage(*m)->header.type);
     EXPECT_EQ(transport::asMessage(*m)->header.session, 5u);
   }
-  EXPECT_EQ(got, (std::vector<MessageType>{MessageType::kGradients, MessageType::kGradients, MessageType::kResyncReply}));
+  EXPECT_EQ(got,
+            (std::vector<MessageType>{MessageType::kGradients, MessageType::kGradients, MessageType::kResyncReply}));
   EXPECT_GT(session.bytesUp(), 0u);
   EXPECT_GT(session.bytesDown(), 0u);
 }

@@ -16,9 +16,9 @@ namespace tandem::transport::conformance {
 namespace {
 
 using namespace std::chrono_literals;
-using ::testing::HasSubstr;
 using test_util::receiveEvent;
 using test_util::receiveMessage;
+using ::testing::HasSubstr;
 
 // Heartbeats every 100 ms, a peer lost after 600 ms of silence.
 SequencedLinkOptions fast(const std::string& component, std::chrono::milliseconds grace = 0ms) {
@@ -54,7 +54,8 @@ Pair makePair(Backend& backend, SequencedLinkOptions (*timings)(const std::strin
 SequencedLinkOptions quietTimings(const std::string& component, std::chrono::milliseconds) { return quiet(component); }
 
 Message hello(std::uint64_t step) {
-  Message m(MessageType::kHello, Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "recompute", "none", "none", 1, false, {}});
+  Message m(MessageType::kHello,
+            Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "recompute", "none", "none", 1, false, {}});
   m.header.step = step;
   return m;
 }

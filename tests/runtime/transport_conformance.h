@@ -80,8 +80,7 @@ class Backend {
   using SocketWrap = std::function<std::unique_ptr<FrameSocket>(std::unique_ptr<FrameSocket>, bool binds)>;
   using TransportWrap = std::function<std::unique_ptr<Transport>(std::unique_ptr<Transport>, bool binds)>;
 
-  explicit Backend(std::unique_ptr<SocketMaker> sockets, SocketWrap wrap_socket = {},
-                   TransportWrap wrap_transport = {})
+  explicit Backend(std::unique_ptr<SocketMaker> sockets, SocketWrap wrap_socket = {}, TransportWrap wrap_transport = {})
       : sockets_(std::move(sockets)),
         wrap_socket_(std::move(wrap_socket)),
         wrap_transport_(std::move(wrap_transport)) {}
@@ -97,8 +96,7 @@ class Backend {
   std::unique_ptr<FrameSocket> rawCloud() { return sockets_->bind(); }
 
  private:
-  std::unique_ptr<Transport> stack(std::unique_ptr<FrameSocket> socket, const SequencedLinkOptions& link,
-                                   bool binds) {
+  std::unique_ptr<Transport> stack(std::unique_ptr<FrameSocket> socket, const SequencedLinkOptions& link, bool binds) {
     if (wrap_socket_) socket = wrap_socket_(std::move(socket), binds);
     std::unique_ptr<Transport> t = std::make_unique<SequencedLink>(std::move(socket), link);
     if (wrap_transport_) t = wrap_transport_(std::move(t), binds);

@@ -33,9 +33,7 @@ class EdgeTrainerCli : public ::testing::Test {
   }
 
   testing::ProcessResult edge(const std::string& args) { return runCommand(std::string(EDGE_TRAINER) + " " + args); }
-  testing::ProcessResult cloud(const std::string& args) {
-    return runCommand(std::string(CLOUD_TRAINER) + " " + args);
-  }
+  testing::ProcessResult cloud(const std::string& args) { return runCommand(std::string(CLOUD_TRAINER) + " " + args); }
 
   fs::path dir_;
 };

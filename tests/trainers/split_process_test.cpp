@@ -4,8 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/trainers/process.h"
 
@@ -169,7 +169,7 @@ TEST_F(SplitProcesses, SecondInterruptEndsTheCloudsSessionPromptly) {
   writeEndlessConfig();
   // A slow uplink: landing the batches in flight after the first interrupt takes seconds,
   // so the second one arrives while the edge still waits.
-  const std::vector<std::string> patient{"--set", "link.peer_timeout_s=15", "--set", "link.reconnect_grace_s=30",
+  const std::vector<std::string> patient{"--set", "link.peer_timeout_s=15",    "--set", "link.reconnect_grace_s=30",
                                          "--set", "link.emulate.uplink_mbps=8"};
   auto cloud = startCloud(patient);
   auto edge_args = patient;
