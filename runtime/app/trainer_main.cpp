@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <atomic>
 #include <csignal>
@@ -33,19 +34,49 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_abort{false};
 constexpr unsigned kAbortGraceSeconds = 3;
 
+// What the signal handler writes (it may only write(2) what was prepared): plain text, or
+// one JSON object per line under log.format: json.
+const char* g_first_interrupt = "\ninterrupt: finishing the current step and writing the summary "
+                                "(interrupt again to exit at once)\n";
+const char* g_second_interrupt = "\nsecond interrupt: telling the peer and exiting\n";
+
+void useJsonSignalMessages() {
+  g_first_interrupt =
+      "{\"level\":\"warning\",\"component\":\"app\",\"event\":\"interrupt\",\"msg\":\"interrupt: finishing the "
+      "current step and writing the summary (interrupt again to exit at once)\"}\n";
+  g_second_interrupt =
+      "{\"level\":\"warning\",\"component\":\"app\",\"event\":\"interrupt\",\"msg\":\"second interrupt: telling "
+      "the peer and exiting\"}\n";
+}
+
+void writeToStderr(const char* text) {
+  std::size_t length = 0;
+  while (text[length] != '\0') ++length;
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, text, length);
+}
+
+// The process's last words: one plain line "program: text", or one JSON object when the
+// log format is json, so that every line on stderr parses.
+void finalLine(const std::string& program, bool json, spdlog::level::level_enum level, const std::string& text) {
+  if (json) {
+    auto logger = log::get("app");
+    logger->log(level, "{}", text);
+    logger->flush();
+  } else {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), text.c_str());
+  }
+}
+
 extern "C" void onAlarm(int) { std::_Exit(kExitInterrupted); }
 
 extern "C" void onSignal(int signal) {
   if (g_stop.exchange(true)) {
     if (g_abort.exchange(true)) std::_Exit(128 + signal);
-    static const char message[] = "\nsecond interrupt: telling the peer and exiting\n";
-    [[maybe_unused]] auto n = ::write(STDERR_FILENO, message, sizeof message - 1);
+    writeToStderr(g_second_interrupt);
     ::alarm(kAbortGraceSeconds);
     return;
   }
-  static const char message[] = "\ninterrupt: finishing the current step and writing the summary "
-                                "(interrupt again to exit at once)\n";
-  [[maybe_unused]] auto n = ::write(STDERR_FILENO, message, sizeof message - 1);
+  writeToStderr(g_first_interrupt);
 }
 
 void installSignalHandlers() {
@@ -117,6 +148,10 @@ int trainerMain(Role role, int argc, char** argv) {
     std::fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", program.c_str(), e.what(), program.c_str());
     return kExitUsage;
   }
+  // JSON from the first line on when the command line asks for it (config errors too);
+  // log.format in the file takes over once the config is read.
+  bool json = log_format == "json";
+  if (json) log::configure({"info", "json"});
 
   try {
     if (!log_level.empty()) overrides.push_back("log.level=" + log_level);
@@ -127,6 +162,8 @@ int trainerMain(Role role, int argc, char** argv) {
       return kExitOk;
     }
     log::configure({config::toString(config.log.level), config::toString(config.log.format)});
+    json = config.log.format == config::LogFormat::kJson;
+    if (json) useJsonSignalMessages();
     // What this run was told, resolved, beside what it produced.
     telemetry::writeFileAtomically(config.run.output_dir + "/config-" + config::toString(role) + ".yaml",
                                    config::printConfig(config));
@@ -154,22 +191,23 @@ int trainerMain(Role role, int argc, char** argv) {
       case pipeline::CloudOutcome::kCompleted: return kExitOk;
       case pipeline::CloudOutcome::kInterrupted: return kExitInterrupted;
       case pipeline::CloudOutcome::kNoEdge:
-        std::fprintf(stderr, "%s: error: no edge connected to %s within link.accept_timeout_s = %g s\n",
-                     program.c_str(), config.link.endpoint.c_str(), config.link.accept_timeout_s);
+        finalLine(program, json, spdlog::level::err,
+                  fmt::format("error: no edge connected to {} within link.accept_timeout_s = {:g} s",
+                              config.link.endpoint, config.link.accept_timeout_s));
         return kExitFailure;
       case pipeline::CloudOutcome::kEdgeStopped:
-        std::fprintf(stderr, "%s: the edge stopped its run early (interrupted); summaries written\n", program.c_str());
+        finalLine(program, json, spdlog::level::warn, "the edge stopped its run early (interrupted); summaries written");
         return kExitInterrupted;
       case pipeline::CloudOutcome::kFailed:
-        std::fprintf(stderr, "%s: error: the edge went silent before its run completed\n", program.c_str());
+        finalLine(program, json, spdlog::level::err, "error: the edge went silent before its run completed");
         return kExitFailure;
     }
     return kExitFailure;
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "%s: config error: %s\n", program.c_str(), e.what());
+    finalLine(program, json, spdlog::level::err, std::string("config error: ") + e.what());
     return kExitUsage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
+    finalLine(program, json, spdlog::level::err, std::string("error: ") + e.what());
     return kExitFailure;
   }
 }

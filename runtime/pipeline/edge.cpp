@@ -37,7 +37,7 @@ double since(Clock::time_point start) { return std::chrono::duration<double>(Clo
 
 }  // namespace
 
-double EdgeTrainer::EpochProgress::trainSeconds() const { return seconds_before + since(start); }
+double EdgeEpoch::trainSeconds() const { return seconds_before + since(start); }
 
 EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
                          telemetry::Metrics* metrics, bool resume)
@@ -58,7 +58,8 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
   uplink_codec_ = config_.compression.uplink;
   resume_requested_ = resume;
   if (config_.checkpoint.enabled) {
-    checkpoints_ = std::make_unique<checkpoint::CheckpointStore>(config_.checkpoint.dir + "/edge", config_.checkpoint.keep);
+    checkpoints_ =
+        std::make_unique<checkpoint::CheckpointStore>(config_.checkpoint.dir + "/edge", config_.checkpoint.keep);
   }
   if (resume && !checkpoints_) config::failAt(config_, "checkpoint.enabled", "--resume needs checkpoints enabled");
   if (metrics_) {
@@ -153,8 +154,8 @@ void EdgeTrainer::installWelcome(Message& welcome) {
   for (std::size_t i = 0; i < state.size(); ++i) {
     const auto& meta = welcome.header.tensors[i];
     if (meta.shape != state[i].sizes().vec() || meta.dtype != transport::toWire(state[i].scalar_type())) {
-      throw ProtocolError("weight tensor " + std::to_string(i) + " from the cloud has shape " + shapeString(meta.shape) +
-                          ", expected " + shapeString(state[i].sizes().vec()));
+      throw ProtocolError("weight tensor " + std::to_string(i) + " from the cloud has shape " +
+                          shapeString(meta.shape) + ", expected " + shapeString(state[i].sizes().vec()));
     }
     state[i].copy_(transport::frameToTensor(meta, std::move(welcome.payloads[i]), codecs_));
   }
@@ -251,23 +252,23 @@ void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& mess
   m.setCodec(uplink_codec_);
   telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(session_->bytesUp()));
   telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(session_->bytesDown()));
-  const auto bytesPerSecond = [](std::optional<double> bps) {
+  const auto bytes_per_second = [](std::optional<double> bps) {
     return bps ? std::optional<double>(*bps / 8.0) : std::nullopt;
   };
-  telemetry::TrainerMetrics::setKnown(m.bandwidth_uplink, bytesPerSecond(link_.uplinkBps()));
-  telemetry::TrainerMetrics::setKnown(m.bandwidth_downlink, bytesPerSecond(link_.downlinkBps()));
+  telemetry::TrainerMetrics::setKnown(m.bandwidth_uplink, bytes_per_second(link_.uplinkBps()));
+  telemetry::TrainerMetrics::setKnown(m.bandwidth_downlink, bytes_per_second(link_.downlinkBps()));
   telemetry::TrainerMetrics::setKnown(m.rtt, link_.hasRtt() ? std::optional<double>(link_.rttSeconds()) : std::nullopt);
   telemetry::TrainerMetrics::advance(m.errors_rejected,
                                      static_cast<double>(session_->transportStats().messages_rejected));
   if (replay_.updates() % 16 == 1) telemetry::updateProcessMetrics(m);
 }
 
-void EdgeTrainer::trainEpoch(EpochProgress& e, telemetry::RunSummary& summary, const std::atomic<bool>& stop) {
+void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const std::atomic<bool>& stop) {
   replay_.setStaleness(e.staleness);
   model_.train(true);
   train_loader_->startEpoch(e.epoch, e.sent);
   telemetry::Progress progress("edge.pipeline", e.epoch + 1, config_.run.epochs, train_loader_->batchesPerEpoch());
-  const auto drainOne = [&](bool wait) {
+  const auto drain_one = [&](bool wait) {
     auto message = wait ? std::optional<Message>(session_->await(MessageType::kGradients, "a gradient"))
                         : session_->next(std::chrono::milliseconds(0));
     if (!message) return;
@@ -278,8 +279,8 @@ void EdgeTrainer::trainEpoch(EpochProgress& e, telemetry::RunSummary& summary, c
     applyGradient(*message, e.stats);
     progress.update(e.stats.steps, e.stats.samples, e.stats.loss(), e.stats.accuracy());
   };
-  const auto drainAll = [&] {
-    while (!replay_.empty()) drainOne(true);
+  const auto drain_all = [&] {
+    while (!replay_.empty()) drain_one(true);
   };
   const std::int64_t batches = train_loader_->batchesPerEpoch();
   const std::int64_t first_batch = e.sent;
@@ -287,24 +288,24 @@ void EdgeTrainer::trainEpoch(EpochProgress& e, telemetry::RunSummary& summary, c
   while (auto batch = train_loader_->next()) {
     if (stop) break;
     if (every > 0 && e.sent > first_batch && next_step_ % static_cast<std::uint64_t>(every) == 0) {
-      drainAll();
+      drain_all();
       checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);
     }
     // Apply at most one gradient that has already arrived per batch sent: draining them all
     // at once replays a convoy of batches while the uplink sits idle (the cost model's
     // simulation shows the interleaved loop is never slower).
-    if (!replay_.empty()) drainOne(false);
-    while (replay_.full()) drainOne(true);
+    if (!replay_.empty()) drain_one(false);
+    while (replay_.full()) drain_one(true);
     if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved()) {
       // The link changed under us: land what is in flight, then re-plan the rest.
-      drainAll();
+      drain_all();
       replan(e.epoch, batches - e.sent, e.staleness, "bandwidth", summary);
     }
     sendTrainBatch(e.epoch, *batch);
     ++e.sent;
   }
   train_loader_->stop();
-  drainAll();  // every update lands, also when stopping
+  drain_all();  // every update lands, also when stopping
   progress.finish();
   if (stop && e.sent < batches) checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);  // resume here
 }
@@ -314,7 +315,7 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
   model_.train(false);
   RunningStats stats;
   std::uint64_t step = 0;
-  const auto receiveOne = [&] {
+  const auto receive_one = [&] {
     auto message = session_->await(MessageType::kEvalResult, "an evaluation result");
     const auto& r = std::get<transport::StepResult>(message.body);
     stats.add(r.loss, r.correct, r.samples);
@@ -322,7 +323,7 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
   test_loader_->startEpoch(epoch);
   while (auto batch = test_loader_->next()) {
     if (stop) break;
-    while (session_->evaluationInFlight() >= kEvalWindow) receiveOne();
+    while (session_->evaluationInFlight() >= kEvalWindow) receive_one();
     Message message = newMessage(MessageType::kEvalActivations, std::monostate{}, epoch);
     message.header.step = step++;
     addTensor(message, model_.forward(batch->inputs, 0, split_), uplink_codec_, codecs_);
@@ -330,7 +331,7 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
     session_->post(std::move(message));
   }
   test_loader_->stop();
-  while (session_->evaluationInFlight() > 0) receiveOne();
+  while (session_->evaluationInFlight() > 0) receive_one();
   model_.train(true);
   return stats;
 }

@@ -39,6 +39,19 @@ class logger;
 
 namespace tandem::pipeline {
 
+// Where the edge's current epoch stands, for checkpoints and the partial record of a stop.
+struct EdgeEpoch {
+  int epoch = 0;
+  int staleness = 0;
+  double learning_rate = 0.0;
+  std::int64_t sent = 0;  // batches of the epoch sent so far
+  RunningStats stats;
+  double seconds_before = 0.0;          // training time before a resume
+  std::optional<double> train_seconds;  // once training ended (evaluation not included)
+  std::chrono::steady_clock::time_point start;
+  double trainSeconds() const;
+};
+
 class EdgeTrainer {
  public:
   // `metrics` (optional) must outlive the trainer.
@@ -66,23 +79,10 @@ class EdgeTrainer {
   const EdgeScheduler* scheduler() const { return scheduler_.get(); }
 
  private:
-  // Where the current epoch stands, for checkpoints and the partial record of a stop.
-  struct EpochProgress {
-    int epoch = 0;
-    int staleness = 0;
-    double learning_rate = 0.0;
-    std::int64_t sent = 0;  // batches of the epoch sent so far
-    RunningStats stats;
-    double seconds_before = 0.0;          // training time before a resume
-    std::optional<double> train_seconds;  // once training ended (evaluation not included)
-    std::chrono::steady_clock::time_point start;
-    double trainSeconds() const;
-  };
-
   void handshake(const std::atomic<bool>& stop);
   void installWelcome(transport::Message& welcome);
   void setUpScheduler(const transport::Welcome& welcome, const std::atomic<bool>& stop);
-  void trainEpoch(EpochProgress& progress, telemetry::RunSummary& summary, const std::atomic<bool>& stop);
+  void trainEpoch(EdgeEpoch& progress, telemetry::RunSummary& summary, const std::atomic<bool>& stop);
   // The replay buffer must be empty. Asks the cloud to checkpoint at the current step,
   // then writes the edge's own checkpoint.
   void checkpoint(int epoch, std::int64_t batch, const RunningStats& stats, double epoch_seconds,
@@ -129,8 +129,8 @@ class EdgeTrainer {
   std::chrono::steady_clock::time_point started_;
   bool resume_requested_ = false;
   std::unique_ptr<checkpoint::CheckpointStore> checkpoints_;
-  std::optional<RunPosition> resume_;     // where a resumed run continues
-  std::optional<EpochProgress> current_;  // the epoch under way
+  std::optional<RunPosition> resume_;  // where a resumed run continues
+  std::optional<EdgeEpoch> current_;   // the epoch under way
   std::uint64_t next_step_ = 0;
 };
 

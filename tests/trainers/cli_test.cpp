@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/trainers/process.h"
@@ -94,6 +95,26 @@ TEST_F(EdgeTrainerCli, ErrorsFoundAfterParsingPointAtTheKey) {
   r = edge("--config " + data + " --standalone" + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("cannot open '/nonexistent/fmnist/train-images-idx3-ubyte.gz'"));
+}
+
+// Under --log-format json the last words are JSON too: every stderr line parses.
+TEST_F(EdgeTrainerCli, JsonLogFormatCoversErrors) {
+  const auto ok = write("ok.yaml", "data: {dataset: synthetic}\n");
+  for (const std::string bad : {"--set run.epochs=-1", "--set data.path=/nonexistent --set data.dataset=fashion_mnist"}) {
+    const auto r = edge("--config " + ok + " --standalone --log-format json --set run.output_dir=" +
+                        (dir_ / "out").string() + " " + bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    std::istringstream lines(r.output);
+    std::string line;
+    int errors = 0;
+    while (std::getline(lines, line)) {
+      if (line.empty()) continue;
+      nlohmann::json j;
+      ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << bad << ": not JSON: " << line;
+      if (j.value("level", "") == "error") ++errors;
+    }
+    EXPECT_EQ(errors, 1) << bad << "\n" << r.output;
+  }
 }
 
 TEST_F(EdgeTrainerCli, SetOverridesAreValidatedToo) {
