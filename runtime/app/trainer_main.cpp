@@ -36,8 +36,9 @@ constexpr unsigned kAbortGraceSeconds = 3;
 
 // What the signal handler writes (it may only write(2) what was prepared): plain text, or
 // one JSON object per line under log.format: json.
-const char* g_first_interrupt = "\ninterrupt: finishing the current step and writing the summary "
-                                "(interrupt again to exit at once)\n";
+const char* g_first_interrupt =
+    "\ninterrupt: finishing the current step and writing the summary "
+    "(interrupt again to exit at once)\n";
 const char* g_second_interrupt = "\nsecond interrupt: telling the peer and exiting\n";
 
 void useJsonSignalMessages() {
@@ -196,7 +197,8 @@ int trainerMain(Role role, int argc, char** argv) {
                               config.link.endpoint, config.link.accept_timeout_s));
         return kExitFailure;
       case pipeline::CloudOutcome::kEdgeStopped:
-        finalLine(program, json, spdlog::level::warn, "the edge stopped its run early (interrupted); summaries written");
+        finalLine(program, json, spdlog::level::warn,
+                  "the edge stopped its run early (interrupted); summaries written");
         return kExitInterrupted;
       case pipeline::CloudOutcome::kFailed:
         finalLine(program, json, spdlog::level::err, "error: the edge went silent before its run completed");

@@ -156,6 +156,16 @@ std::vector<std::uint64_t> trainSteps(EdgeSession& edge, std::uint64_t steps) {
   return received;
 }
 
+// The edge saw the gradients of steps 0..steps-1 once each, in order, and the cloud
+// applied each of those steps exactly once.
+void expectEachStepOnceInOrder(const std::vector<std::uint64_t>& received, const std::map<std::uint64_t, int>& applied,
+                               std::uint64_t steps) {
+  ASSERT_EQ(received.size(), steps);
+  for (std::uint64_t i = 0; i < received.size(); ++i) EXPECT_EQ(received[i], i);
+  EXPECT_EQ(applied.size(), steps);
+  for (const auto& [step, times] : applied) EXPECT_EQ(times, 1) << "step " << step;
+}
+
 TEST(EdgeSession, ConnectTakesTheSessionOfTheWelcome) {
   Pair p;
   std::atomic<bool> stop{false};
@@ -199,11 +209,7 @@ TEST(Sessions, EveryStepIsAppliedOnceAndAnsweredInOrderOnAGoodLink) {
   p.edge->connect(Message(MessageType::kHello, transport::Hello{}), 5s, stop);
   p.edge->openEpoch(epochBegin());
   const auto received = trainSteps(*p.edge, 30);
-  ASSERT_EQ(received.size(), 30u);
-  for (std::uint64_t i = 0; i < received.size(); ++i) EXPECT_EQ(received[i], i);
-  const auto applied = p.cloud->applied();
-  EXPECT_EQ(applied.size(), 30u);
-  for (const auto& [step, times] : applied) EXPECT_EQ(times, 1) << "step " << step;
+  expectEachStepOnceInOrder(received, p.cloud->applied(), 30);
   EXPECT_EQ(p.edge->resynchronisations(), 0u);
 }
 
@@ -219,11 +225,7 @@ TEST(Sessions, LostMessagesBothWaysAreRecoveredExactlyOnce) {
   p.edge->connect(Message(MessageType::kHello, transport::Hello{}), 5s, stop);
   p.edge->openEpoch(epochBegin());
   const auto received = trainSteps(*p.edge, 30);
-  ASSERT_EQ(received.size(), 30u);
-  for (std::uint64_t i = 0; i < received.size(); ++i) EXPECT_EQ(received[i], i);
-  const auto applied = p.cloud->applied();
-  EXPECT_EQ(applied.size(), 30u);
-  for (const auto& [step, times] : applied) EXPECT_EQ(times, 1) << "step " << step;
+  expectEachStepOnceInOrder(received, p.cloud->applied(), 30);
   EXPECT_GE(p.edge->resynchronisations(), 1u);
   // Control requests survive too: the epoch ends and the run shuts down in order.
   p.edge->closeEpoch();

@@ -5,9 +5,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "tests/trainers/cli_fixture.h"
 #include "tests/trainers/process.h"
 
 namespace tandem {
@@ -18,26 +19,7 @@ using ::testing::Not;
 using testing::runCommand;
 namespace fs = std::filesystem;
 
-class EdgeTrainerCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("tandem_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write(const std::string& name, const std::string& text) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path) << text;
-    return path;
-  }
-
-  testing::ProcessResult edge(const std::string& args) { return runCommand(std::string(EDGE_TRAINER) + " " + args); }
-  testing::ProcessResult cloud(const std::string& args) { return runCommand(std::string(CLOUD_TRAINER) + " " + args); }
-
-  fs::path dir_;
-};
+using EdgeTrainerCli = testing::CliTest;
 
 TEST_F(EdgeTrainerCli, HelpListsOptionsAndExitsZero) {
   const auto r = edge("--help");
@@ -100,9 +82,10 @@ TEST_F(EdgeTrainerCli, ErrorsFoundAfterParsingPointAtTheKey) {
 // Under --log-format json the last words are JSON too: every stderr line parses.
 TEST_F(EdgeTrainerCli, JsonLogFormatCoversErrors) {
   const auto ok = write("ok.yaml", "data: {dataset: synthetic}\n");
-  for (const std::string bad : {"--set run.epochs=-1", "--set data.path=/nonexistent --set data.dataset=fashion_mnist"}) {
-    const auto r = edge("--config " + ok + " --standalone --log-format json --set run.output_dir=" +
-                        (dir_ / "out").string() + " " + bad);
+  for (const std::string bad :
+       {"--set run.epochs=-1", "--set data.path=/nonexistent --set data.dataset=fashion_mnist"}) {
+    const auto r = edge("--config " + ok +
+                        " --standalone --log-format json --set run.output_dir=" + (dir_ / "out").string() + " " + bad);
     EXPECT_NE(r.exit_code, 0) << bad;
     std::istringstream lines(r.output);
     std::string line;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/trainers/cli_fixture.h"
 #include "tests/trainers/process.h"
 
 namespace tandem {
@@ -29,29 +30,7 @@ using ::testing::Not;
 using testing::runCommand;
 namespace fs = std::filesystem;
 
-class TelemetryCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("tandem_telemetry_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string write(const std::string& name, const std::string& text) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path) << text;
-    return path;
-  }
-
-  static std::string read(const fs::path& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-
-  fs::path dir_;
-};
+using TelemetryCli = testing::CliTest;
 
 // A port nobody listens on right now (the kernel's choice for 127.0.0.1:0).
 int freePort() {
