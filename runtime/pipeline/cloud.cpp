@@ -8,7 +8,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <random>
 #include <unistd.h>
 #include <utility>
 
@@ -61,17 +60,6 @@ struct CloudTrainer::Session {
   int split() const { return link.position().split; }
 };
 
-namespace {
-
-std::uint64_t randomSessionId() {
-  std::random_device device;
-  std::uint64_t id = 0;
-  while (id == 0) id = (std::uint64_t{device()} << 32) | device();
-  return id;
-}
-
-}  // namespace
-
 CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
                            CloudOptions options, telemetry::Metrics* metrics)
     : config_(std::move(config)),
@@ -117,7 +105,7 @@ void CloudTrainer::onHello(Message& message) {
     return;
   }
 
-  auto s = std::make_unique<Session>(randomSessionId(), message.peer, *transport_);
+  auto s = std::make_unique<Session>(session::newSessionId(), message.peer, *transport_);
   s->link.admit(message);  // counts the Hello's bytes
   s->hello = hello;
   s->link.position().split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);

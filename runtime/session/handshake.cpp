@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <random>
 
 namespace tandem::session {
 
@@ -46,6 +47,13 @@ ResumeChoice chooseResume(const transport::Hello& hello, const config::Config& c
     }
   }
   return choice;
+}
+
+std::uint64_t newSessionId() {
+  std::random_device device;
+  std::uint64_t id = 0;
+  while (id == 0) id = (std::uint64_t{device()} << 32) | device();
+  return id;
 }
 
 }  // namespace tandem::session

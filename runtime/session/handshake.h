@@ -29,4 +29,8 @@ struct ResumeChoice {
 };
 ResumeChoice chooseResume(const transport::Hello& hello, const config::Config& config);
 
+// A fresh session id: random (a restarted cloud does not reuse the ids of its previous
+// life) and never 0, which means "no session" on the wire.
+std::uint64_t newSessionId();
+
 }  // namespace tandem::session
