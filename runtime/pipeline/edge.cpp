@@ -172,8 +172,8 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   addFrame(message, transport::rawFrame(batch.labels));
   const auto encode_end = Clock::now();
   const double encoded_bytes = static_cast<double>(message.payloads.front().size());
-  replay_.markSent(transport::steadySeconds(), wireBytes(message));
-  session_->post(std::move(message));
+  const double sent_at = transport::steadySeconds();
+  replay_.markSent(sent_at, session_->post(std::move(message)));
   const double forward_s = std::chrono::duration<double>(encode_start - forward_start).count();
   const double encode_s = std::chrono::duration<double>(encode_end - encode_start).count();
   pipeline_.edge_compute_s += forward_s + encode_s;

@@ -31,10 +31,12 @@ EdgeSession::EdgeSession(std::unique_ptr<transport::Transport> transport, teleme
 
 EdgeSession::~EdgeSession() = default;
 
-void EdgeSession::send(Message message) {
+std::uint64_t EdgeSession::send(Message message) {
   message.header.session = id_;
-  bytes_up_ += transport::wireBytes(message);
+  const auto bytes = transport::wireBytes(message);
+  bytes_up_ += bytes;
   transport_->send(std::move(message));
+  return bytes;
 }
 
 void EdgeSession::checkAbort() const {
@@ -90,7 +92,7 @@ void EdgeSession::openEpoch(Message epoch_begin) {
 
 void EdgeSession::closeEpoch() { epoch_begin_.reset(); }
 
-void EdgeSession::post(Message message) {
+std::uint64_t EdgeSession::post(Message message) {
   const auto type = message.header.type;
   TANDEM_ENFORCE(type == MessageType::kActivations || type == MessageType::kEvalActivations,
                  "post() takes Activations or EvalActivations, not ", transport::messageTypeName(type));
@@ -99,7 +101,7 @@ void EdgeSession::post(Message message) {
   TANDEM_ENFORCE(!in_flight.count(step), "step ", step, " is already in flight");
   if (type == MessageType::kActivations) next_train_step_ = std::max(next_train_step_, step + 1);
   in_flight.emplace(step, transport::copyMessage(message));
-  send(std::move(message));
+  return send(std::move(message));
 }
 
 Message EdgeSession::request(Message message, MessageType expected, const char* waiting_for,

@@ -75,8 +75,8 @@ class EdgeSession {
   void closeEpoch();
 
   // Sends a streamed request (kActivations or kEvalActivations, header.step set) and keeps
-  // it in flight until its reply is taken.
-  void post(transport::Message message);
+  // it in flight until its reply is taken. Returns its size on the wire (bytes).
+  std::uint64_t post(transport::Message message);
 
   // Sends a control request and waits for its reply of type `expected` (`waiting_for`
   // names it in errors). Throws ProtocolError on an Error reply or another type,
@@ -119,7 +119,8 @@ class EdgeSession {
   bool answersPending(const transport::Message& reply) const;
   void recover();
   void resendAfter(const transport::ResyncInfo& cloud);
-  void send(transport::Message message);
+  // Sends `message` in this session; returns its size on the wire (bytes).
+  std::uint64_t send(transport::Message message);
   void checkAbort() const;
 
   std::shared_ptr<spdlog::logger> log_;

@@ -15,6 +15,7 @@
 #include "runtime/config/enums.h"
 #include "runtime/config/role.h"
 #include "runtime/config/schema.h"
+#include "tests/common/temp_dir_test.h"
 
 namespace tandem::config {
 namespace {
@@ -284,19 +285,8 @@ TEST(ConfigHoles, DuplicateNestedKey) {
               HasSubstr("--set data={batch_size: 1, batch_size: 2}: data.batch_size: duplicate key"));
 }
 
-class ConfigFiles : public ::testing::Test {
+class ConfigFiles : public tandem::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("tandem_config_" + std::to_string(::getpid()) + "_" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string write(const std::string& name, const std::string& text) {
-    const auto path = (dir_ / name).string();
-    std::ofstream(path) << text;
-    return path;
-  }
   static std::string loadError(const std::string& path) {
     try {
       loadConfig(path);
@@ -305,7 +295,6 @@ class ConfigFiles : public ::testing::Test {
     }
     return "";
   }
-  std::filesystem::path dir_;
 };
 
 TEST_F(ConfigFiles, DirectoryIsAConfigError) {
@@ -320,10 +309,16 @@ TEST_F(ConfigFiles, EmptyFileIsAConfigError) {
 }
 
 TEST_F(ConfigFiles, UnreadableFileIsAConfigError) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
   const auto path = write("secret.yaml", "run: {epochs: 1}\n");
-  std::filesystem::permissions(path, std::filesystem::perms::none);
-  EXPECT_THAT(loadError(path), HasSubstr("cannot read config file '" + path + "': Permission denied"));
+  // A path that cannot be opened, as any user: through a file as if it were a directory.
+  EXPECT_THAT(loadError(path + "/run.yaml"),
+              HasSubstr("cannot read config file '" + path + "/run.yaml': Not a directory"));
+  EXPECT_THAT(loadError(write("x", "") + "-missing.yaml"), HasSubstr("No such file or directory"));
+  // Permissions stop everyone but root (which reads files whatever their mode).
+  if (::geteuid() != 0) {
+    std::filesystem::permissions(path, std::filesystem::perms::none);
+    EXPECT_THAT(loadError(path), HasSubstr("cannot read config file '" + path + "': Permission denied"));
+  }
 }
 
 TEST(ConfigHoles, MalformedEndpoints) {

@@ -13,6 +13,7 @@
 namespace tandem::transport {
 namespace {
 
+using test_util::withPayload;
 using namespace std::chrono_literals;
 using conformance::TransportConformance;
 using ::testing::HasSubstr;
@@ -23,17 +24,6 @@ INSTANTIATE_TEST_SUITE_P(
         "InMemory",
         [] { return std::make_unique<conformance::Backend>(std::make_unique<conformance::InMemorySockets>()); }}),
     conformance::backendName);
-
-Message withPayload(std::size_t bytes) {
-  Message m(MessageType::kActivations, std::monostate{});
-  TensorMeta meta;
-  meta.dtype = DType::kUInt8;
-  meta.shape = {static_cast<std::int64_t>(bytes)};
-  meta.bytes = bytes;
-  m.header.tensors.push_back(meta);
-  m.payloads.emplace_back(bytes);
-  return m;
-}
 
 TEST(InMemoryHub, OneCloudAtATime) {
   auto hub = InMemoryHub::create({"one", {}, 4});

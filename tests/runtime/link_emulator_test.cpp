@@ -13,6 +13,7 @@
 namespace tandem::transport {
 namespace {
 
+using test_util::withPayload;
 using namespace std::chrono_literals;
 using conformance::TransportConformance;
 using ::testing::HasSubstr;
@@ -89,17 +90,6 @@ struct ShapedPair {
     edge = std::make_unique<LinkEmulator>(std::move(edge_inner), LinkShape{trace, rtt_ms, true});
   }
 };
-
-Message withPayload(std::size_t bytes) {
-  Message m(MessageType::kActivations, std::monostate{});
-  TensorMeta meta;
-  meta.dtype = DType::kUInt8;
-  meta.shape = {static_cast<std::int64_t>(bytes)};
-  meta.bytes = bytes;
-  m.header.tensors.push_back(meta);
-  m.payloads.emplace_back(bytes);
-  return m;
-}
 
 // Sends `bytes` up and a tiny reply down; returns the round trip in seconds.
 double roundTrip(ShapedPair& p, std::size_t bytes) {

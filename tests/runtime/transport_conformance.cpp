@@ -15,6 +15,7 @@
 namespace tandem::transport::conformance {
 namespace {
 
+using test_util::withPayload;
 using namespace std::chrono_literals;
 using test_util::receiveEvent;
 using test_util::receiveMessage;
@@ -57,18 +58,6 @@ Message hello(std::uint64_t step) {
   Message m(MessageType::kHello,
             Hello{"edge", "run", "cnn", "fp", 5, 2, 64, 0, "recompute", "none", "none", 1, false, {}});
   m.header.step = step;
-  return m;
-}
-
-Message withPayload(std::size_t bytes) {
-  Message m(MessageType::kActivations, std::monostate{});
-  TensorMeta meta;
-  meta.dtype = DType::kUInt8;
-  meta.shape = {static_cast<std::int64_t>(bytes)};
-  meta.bytes = bytes;
-  m.header.tensors.push_back(meta);
-  m.payloads.emplace_back(bytes);
-  std::memset(m.payloads.back().data(), 0x5a, bytes);
   return m;
 }
 
