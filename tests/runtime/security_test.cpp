@@ -132,9 +132,9 @@ TEST(Curve, UnknownKeyGetsNothingAndTheCloudLogsIt) {
   const auto stranger = generateCurveKeyPair();
   ZmqTransport cloud(cloudOptions(cloud_keys, {allowed.public_key}));
   ZmqTransport edge(edgeOptions(cloud.endpoint(), stranger, cloud_keys.public_key));
-  edge.send(hello());
-  EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());  // the cloud never sees the Hello
-  try {
+  try {  // the refusal can arrive before the send: either call may report it
+    edge.send(hello());
+    EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());  // the cloud never sees the Hello
     tandem::test_util::receiveMessage(edge, 3s);
     FAIL() << "the edge was not told";
   } catch (const TransportError& e) {
@@ -150,9 +150,10 @@ TEST(Curve, PlaintextEdgeIsRefusedByACurveCloud) {
   ZmqOptions plain;
   plain.endpoint = cloud.endpoint();
   ZmqTransport edge(plain);
-  edge.send(hello());
-  EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());
+  // The refusal can arrive before the send: either call may be the one that reports it.
   try {
+    edge.send(hello());
+    EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 1500ms).has_value());
     tandem::test_util::receiveMessage(edge, 3s);
     FAIL() << "the edge was not told";
   } catch (const TransportError& e) {
@@ -165,7 +166,11 @@ TEST(Curve, WrongCloudKeyNeverConnects) {
   const auto edge_keys = generateCurveKeyPair();
   ZmqTransport cloud(cloudOptions(cloud_keys, {edge_keys.public_key}));
   ZmqTransport edge(edgeOptions(cloud.endpoint(), edge_keys, generateCurveKeyPair().public_key));
-  edge.send(hello());
+  try {
+    edge.send(hello());
+  } catch (const TransportError&) {
+    // The failed handshake may already be known: the send is refused, which is fine too.
+  }
   EXPECT_FALSE(tandem::test_util::receiveMessage(cloud, 2s).has_value());
 }
 
