@@ -4,16 +4,25 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <mutex>
+#include <set>
 #include <string>
-#include <unistd.h>
+#include <thread>
 #include <vector>
 
 #include "runtime/common/error.h"
 #include "runtime/common/log.h"
+#include "runtime/common/log_limiter.h"
+#include "runtime/common/watchdog.h"
 #include "runtime/config/config.h"
 #include "runtime/config/role.h"
 #include "runtime/pipeline/cloud.h"
@@ -40,6 +49,7 @@ const char* g_first_interrupt =
     "\ninterrupt: finishing the current step and writing the summary "
     "(interrupt again to exit at once)\n";
 const char* g_second_interrupt = "\nsecond interrupt: telling the peer and exiting\n";
+const char* g_out_of_grace = "\nshutdown took longer than run.shutdown_grace_s: exiting now\n";
 
 void useJsonSignalMessages() {
   g_first_interrupt =
@@ -48,6 +58,9 @@ void useJsonSignalMessages() {
   g_second_interrupt =
       "{\"level\":\"warning\",\"component\":\"app\",\"event\":\"interrupt\",\"msg\":\"second interrupt: telling "
       "the peer and exiting\"}\n";
+  g_out_of_grace =
+      "{\"level\":\"error\",\"component\":\"app\",\"event\":\"interrupt\",\"msg\":\"shutdown took longer "
+      "than run.shutdown_grace_s: exiting now\"}\n";
 }
 
 void writeToStderr(const char* text) {
@@ -68,7 +81,14 @@ void finalLine(const std::string& program, bool json, spdlog::level::level_enum 
   }
 }
 
-extern "C" void onAlarm(int) { std::_Exit(kExitInterrupted); }
+// run.shutdown_grace_s, rounded up: after the first interrupt the process is gone by then,
+// whatever it is waiting for (a peer that does not answer, a queue that does not drain).
+unsigned g_shutdown_grace_seconds = 30;
+
+extern "C" void onAlarm(int) {
+  writeToStderr(g_out_of_grace);
+  std::_Exit(kExitInterrupted);
+}
 
 extern "C" void onSignal(int signal) {
   if (g_stop.exchange(true)) {
@@ -78,7 +98,51 @@ extern "C" void onSignal(int signal) {
     return;
   }
   writeToStderr(g_first_interrupt);
+  ::alarm(g_shutdown_grace_seconds);
 }
+
+// Reports threads that stopped making progress (runtime/common/watchdog.h): a stuck
+// compute or socket thread is a bug this makes visible, with the thread's name.
+class WatchdogThread {
+ public:
+  explicit WatchdogThread(std::chrono::seconds threshold) : threshold_(threshold) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~WatchdogThread() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  WatchdogThread(const WatchdogThread&) = delete;
+  WatchdogThread& operator=(const WatchdogThread&) = delete;
+
+ private:
+  void run() {
+    auto log = log::get("app");
+    std::set<std::string> reported;
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!wake_.wait_for(lock, std::chrono::seconds(1), [&] { return done_; })) {
+      std::set<std::string> now;
+      for (const auto& p : watchdog::stalled(threshold_)) {
+        now.insert(p.name);
+        if (!reported.count(p.name)) {
+          log->error("thread '{}' has made no progress for {:.0f} s (a bug: please report it with this log)", p.name,
+                     p.seconds_since);
+        }
+      }
+      reported = std::move(now);
+    }
+  }
+
+  std::chrono::seconds threshold_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 void installSignalHandlers() {
   struct sigaction action {};
@@ -168,7 +232,12 @@ int trainerMain(Role role, int argc, char** argv) {
     // What this run was told, resolved, beside what it produced.
     telemetry::writeFileAtomically(config.run.output_dir + "/config-" + config::toString(role) + ".yaml",
                                    config::printConfig(config));
+    g_shutdown_grace_seconds = static_cast<unsigned>(std::ceil(config.run.shutdown_grace_s));
+    log::setLimiterOptions({static_cast<std::uint32_t>(config.limits.log_burst), 100,
+                            std::chrono::milliseconds(static_cast<std::int64_t>(config.limits.log_interval_s * 1000)),
+                            1024});
     installSignalHandlers();
+    WatchdogThread watchdog(std::chrono::seconds(30));
     if (config.run.threads > 0) at::set_num_threads(config.run.threads);
     std::unique_ptr<telemetry::Metrics> metrics;  // standalone runs serve the edge's series too
     if (config.metrics.port > 0) {

@@ -464,6 +464,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readInt("epochs", c.run.epochs);
     s.readString("output_dir", c.run.output_dir);
     s.readInt("threads", c.run.threads);
+    s.readDouble("shutdown_grace_s", c.run.shutdown_grace_s);
     s.finish();
   }
   {
@@ -606,6 +607,18 @@ Config parseTree(YAML::Node root, Origin& origin) {
     auto s = top.section("metrics");
     s.readInt("port", c.metrics.port);
     s.readString("bind_address", c.metrics.bind_address);
+    s.finish();
+  }
+  {
+    auto s = top.section("limits");
+    s.readInt("max_sessions", c.limits.max_sessions);
+    s.readInt("max_sessions_per_peer", c.limits.max_sessions_per_peer);
+    s.readInt("max_pending_sessions", c.limits.max_pending_sessions);
+    s.readDouble("session_memory_mb", c.limits.session_memory_mb);
+    s.readDouble("peer_messages_per_s", c.limits.peer_messages_per_s);
+    s.readInt("peer_queue_messages", c.limits.peer_queue_messages);
+    s.readInt("log_burst", c.limits.log_burst);
+    s.readDouble("log_interval_s", c.limits.log_interval_s);
     s.finish();
   }
   {

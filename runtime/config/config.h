@@ -23,6 +23,7 @@ struct RunConfig {
   int epochs = 1;
   std::string output_dir;  // default: runs/<name>
   int threads = 0;         // LibTorch intra-op threads; 0: LibTorch's default
+  double shutdown_grace_s = 30.0;  // after SIGINT/SIGTERM the process exits by then, whatever it waits for
 };
 
 struct SyntheticDataConfig {
@@ -159,6 +160,18 @@ struct MetricsConfig {
   std::string bind_address = "127.0.0.1";
 };
 
+// What one peer, or all of them, may cost the cloud (see docs/design.md, "Hostile peers").
+struct LimitsConfig {
+  int max_sessions = 32;                // sessions at once
+  int max_sessions_per_peer = 8;        // per CURVE key, or per address in plaintext
+  int max_pending_sessions = 8;         // welcomed but no epoch begun yet
+  double session_memory_mb = 1024.0;    // a session's stages, optimizer state and reply cache
+  double peer_messages_per_s = 5000.0;  // per connection; more are dropped (0: no limit)
+  int peer_queue_messages = 256;        // messages waiting for one peer that does not read; more are dropped
+  int log_burst = 10;                   // full log lines per peer and reason, then a counter line
+  double log_interval_s = 10.0;         // how often a counter line is written
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   LogFormat format = LogFormat::kText;
@@ -176,6 +189,7 @@ struct Config {
   SecurityConfig security;
   CheckpointConfig checkpoint;
   MetricsConfig metrics;
+  LimitsConfig limits;
   LogConfig log;
 
   // Where the config came from (a file path, or a name given to parseConfig).

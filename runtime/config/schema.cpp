@@ -117,6 +117,10 @@ std::vector<KeySpec> buildSchema() {
        "run.threads", T::kInteger, [](const Config& c) { return yamlInt(c.run.threads); },
        "LibTorch intra-op threads (0: LibTorch's default)")
       .range(0, 1024);
+  k.add(
+       "run.shutdown_grace_s", T::kNumber, [](const Config& c) { return yamlNumber(c.run.shutdown_grace_s); },
+       "after SIGINT/SIGTERM the process exits within this long, whatever it is waiting for")
+      .above(0, 86400);
   // data
   k.add(
        "data.dataset", T::kChoice, [](const Config& c) { return yamlQuote(c.data.dataset); },
@@ -396,6 +400,42 @@ std::vector<KeySpec> buildSchema() {
   k.add(
        "checkpoint.keep", T::kInteger, [](const Config& c) { return yamlInt(c.checkpoint.keep); }, "checkpoints kept")
       .range(1, 1000);
+  // limits
+  k.add(
+       "limits.max_sessions", T::kInteger, [](const Config& c) { return yamlInt(c.limits.max_sessions); },
+       "cloud: sessions at once; a Hello beyond is refused as busy")
+      .range(1, 100000);
+  k.add(
+       "limits.max_sessions_per_peer", T::kInteger,
+       [](const Config& c) { return yamlInt(c.limits.max_sessions_per_peer); },
+       "cloud: sessions at once per CURVE key (per address in plaintext)")
+      .range(1, 100000);
+  k.add(
+       "limits.max_pending_sessions", T::kInteger,
+       [](const Config& c) { return yamlInt(c.limits.max_pending_sessions); },
+       "cloud: sessions welcomed that have not begun an epoch yet")
+      .range(1, 100000);
+  k.add(
+       "limits.session_memory_mb", T::kNumber, [](const Config& c) { return yamlNumber(c.limits.session_memory_mb); },
+       "cloud: memory of one session (its stages, optimizer state and cached replies)")
+      .above(0, 1e7);
+  k.add(
+       "limits.peer_messages_per_s", T::kNumber,
+       [](const Config& c) { return yamlNumber(c.limits.peer_messages_per_s); },
+       "messages a peer may send per second; more are dropped (0: no limit)")
+      .range(0, 1e9);
+  k.add(
+       "limits.peer_queue_messages", T::kInteger, [](const Config& c) { return yamlInt(c.limits.peer_queue_messages); },
+       "cloud: messages waiting for one peer that does not read; more are dropped")
+      .range(8, 1000000);
+  k.add(
+       "limits.log_burst", T::kInteger, [](const Config& c) { return yamlInt(c.limits.log_burst); },
+       "log lines a peer can cause per reason in full; then one counter line per interval")
+      .range(1, 1000000);
+  k.add(
+       "limits.log_interval_s", T::kNumber, [](const Config& c) { return yamlNumber(c.limits.log_interval_s); },
+       "how often the counter line of suppressed log lines is written")
+      .above(0, 86400);
   // metrics
   k.add(
        "metrics.port", T::kInteger, [](const Config& c) { return yamlInt(c.metrics.port); },

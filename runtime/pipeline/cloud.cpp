@@ -3,25 +3,30 @@
 #include <fmt/format.h>
 #include <torch/utils.h>
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
 #include <map>
 #include <optional>
-#include <unistd.h>
 #include <utility>
 
 #include "runtime/common/log.h"
 #include "runtime/common/strings.h"
+#include "runtime/common/watchdog.h"
 #include "runtime/optim/schedule.h"
 #include "runtime/pipeline/cloud_step.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
 #include "runtime/pipeline/run_state.h"
 #include "runtime/scheduler/profiler.h"
+#include "runtime/session/admission.h"
 #include "runtime/session/cloud_session.h"
 #include "runtime/session/handshake.h"
 #include "runtime/telemetry/progress.h"
+#include "runtime/transport/frame_socket.h"
 
 namespace tandem::pipeline {
 
@@ -29,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 using transport::ErrorCode;
 using transport::Message;
 using transport::MessageType;
+using transport::peerName;
 using transport::WireError;
 
 // One edge's session: the conversation (exactly-once checks, reply cache, position) and
@@ -37,6 +43,8 @@ struct CloudTrainer::Session {
   Session(std::uint64_t id, std::string peer, transport::Transport& transport) : link(id, std::move(peer), transport) {}
 
   session::CloudSession link;
+  std::string origin;  // the peer's key or address (Message::origin), for the per-peer limit
+  bool begun = false;  // an epoch has begun (until then the session counts as pending)
   transport::Hello hello;
   std::unique_ptr<models::StageModel> model;
   int stages = 0;
@@ -60,16 +68,29 @@ struct CloudTrainer::Session {
   int split() const { return link.position().split; }
 };
 
-CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport,
-                           CloudOptions options, telemetry::Metrics* metrics)
+CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport, CloudOptions options,
+                           telemetry::Metrics* metrics)
     : config_(std::move(config)),
       options_(options),
       metrics_(metrics),
       log_(log::get("cloud.pipeline")),
+      limited_(log_),
       transport_(std::move(transport)) {
   // Validate what this side owns now, pointing at the keys, rather than at the first edge.
   auto reference = buildModel(config_);
   initialSplitPoint(config_, reference);
+  fingerprint_ = reference.fingerprint();
+  num_stages_ = reference.numStages();
+  // A session's own copy of the stages and its optimizer state must fit in its memory
+  // limit with room for the reply cache.
+  session_model_bytes_ = session::sessionModelBytes(reference, config_.optimizer);
+  const double limit = config_.limits.session_memory_mb * 1024 * 1024;
+  if (session_model_bytes_ > limit / 2) {
+    config::failAt(config_, "limits.session_memory_mb",
+                   fmt::format("{:.0f} MB is too little for model {}: one session needs about {:.0f} MB for its "
+                               "stages and optimizer state, and as much again for the replies it keeps",
+                               config_.limits.session_memory_mb, config_.model.name, session_model_bytes_ / 1048576.0));
+  }
   if (config_.scheduler.active(config_.split)) {
     // The cloud has no data: its stages are timed on random inputs of the right shape.
     const auto& shape = reference.boundaryShapes().front();
@@ -94,18 +115,44 @@ void CloudTrainer::onHello(Message& message) {
   if (sessions_.count(message.peer)) {
     throw WireError(ErrorCode::kUnexpected, "this edge already has a session; Hello is sent once");
   }
-  auto model = std::make_unique<models::StageModel>(buildModel(config_));
-  auto [store, resume_from] = session::chooseResume(hello, config_);
-  const auto differences = session::handshakeDifferences(hello, config_, *model, resume_from.has_value());
-  if (!differences.empty()) {
+  const std::string who = message.origin.empty() ? peerName(message.peer) : message.origin;
+  session::SessionCounts counts{sessions_.size(), 0, 0};
+  for (const auto& entry : sessions_) {
+    counts.same_peer += entry.second->origin == message.origin ? 1 : 0;
+    counts.pending += entry.second->begun ? 0 : 1;
+  }
+  if (auto busy = session::admissionRefusal(config_.limits, counts)) {
     ++refused_;
-    const std::string text = "handshake refused: " + join(differences, "; ");
-    log_->error("edge '{}': {}", hello.edge_name, text);
-    replyError(message.peer, ErrorCode::kHandshake, text, 0);
+    if (metrics_) metrics_->limitHit(busy->limit);
+    limited_.log(spdlog::level::warn, who, "busy", "refused a Hello from {}: {}", who, busy->text);
+    replyError(message.peer, ErrorCode::kBusy, busy->text, 0);
     return;
   }
+  // Everything that needs no memory is checked before anything is allocated for the edge.
+  auto differences = session::handshakeDifferences(hello, config_, fingerprint_, num_stages_, hello.resume);
+  session::ResumeChoice resume;
+  if (differences.empty()) {
+    resume = session::chooseResume(hello, config_);
+    if (hello.resume && !resume.checkpoint) {
+      differences = session::handshakeDifferences(hello, config_, fingerprint_, num_stages_, false);
+    }
+  }
+  if (!differences.empty()) {
+    ++refused_;
+    const bool authenticated = message.origin.rfind("key:", 0) == 0;
+    limited_.log(spdlog::level::err, who, "handshake refused", "edge '{}' ({}): {}", hello.edge_name, who,
+                 session::refusalText(differences, true));
+    replyError(message.peer, ErrorCode::kHandshake, session::refusalText(differences, authenticated), 0);
+    return;
+  }
+  auto& store = resume.store;
+  auto& resume_from = resume.checkpoint;
+  auto model = std::make_unique<models::StageModel>(buildModel(config_));
 
   auto s = std::make_unique<Session>(session::newSessionId(), message.peer, *transport_);
+  s->origin = message.origin;
+  s->link.setReplyBudget(
+      static_cast<std::uint64_t>(std::max(0.0, config_.limits.session_memory_mb * 1048576.0 - session_model_bytes_)));
   s->link.admit(message);  // counts the Hello's bytes
   s->hello = hello;
   s->link.position().split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
@@ -206,6 +253,20 @@ void CloudTrainer::advanceByteMetrics(telemetry::TrainerMetrics& m, const Sessio
   telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(s.link.bytesUp()));
   telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(s.link.bytesDown()));
   telemetry::TrainerMetrics::advance(m.errors_rejected, static_cast<double>(transport_->stats().messages_rejected));
+}
+
+void CloudTrainer::countTransportLimits() {
+  if (!metrics_) return;
+  const auto stats = transport_->stats();
+  metrics_->limitHit("peer_rate", static_cast<double>(stats.messages_rate_limited - counted_rate_limited_));
+  metrics_->limitHit("peer_queue", static_cast<double>(stats.messages_overflowed - counted_overflowed_));
+  counted_rate_limited_ = stats.messages_rate_limited;
+  counted_overflowed_ = stats.messages_overflowed;
+  std::uint64_t evictions = 0;
+  for (const auto& entry : sessions_) evictions += entry.second->link.memoryEvictions();
+  evictions += ended_evictions_;
+  metrics_->limitHit("session_memory", static_cast<double>(evictions - counted_evictions_));
+  counted_evictions_ = evictions;
 }
 
 void CloudTrainer::onProbe(Session& s, Message& message) {
@@ -331,6 +392,7 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   }
   position.epoch = epoch;
   position.epoch_open = true;
+  s.begun = true;
   s.staleness = static_cast<int>(info.staleness);
   s.link.noteStaleness(s.staleness);
   s.link.forgetEvaluationReplies();
@@ -368,22 +430,34 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   closeEpoch(s);
+  ended_evictions_ += s.link.memoryEvictions();
   s.summary.interrupted = end != SessionEnd::kCompleted;
   s.summary.wall_seconds = std::chrono::duration<double>(Clock::now() - s.start).count();
   s.summary.bytes_uplink = s.link.bytesUp();
   s.summary.bytes_downlink = s.link.bytesDown();
-  try {
-    const auto path = telemetry::writeSummary(config_.run.output_dir, s.summary);
-    log_->info("session {:016x} ended ({}) after {} steps: summary written to {}", s.id(), reason,
-               s.link.position().next_step, path);
-  } catch (const std::exception& e) {
-    log_->error("session {:016x} ended ({}) but its summary could not be written: {}", s.id(), reason, e.what());
+  if (!s.begun && s.summary.history.empty()) {
+    // Nothing was trained: no summary replaces the last real one (and a flood of Hellos
+    // writes nothing to disk).
+    limited_.log(spdlog::level::info, s.origin, "ended before training",
+                 "session {:016x} of edge '{}' ended ({}) before training: no summary written", s.id(),
+                 s.hello.edge_name, reason);
+  } else {
+    try {
+      const auto path = telemetry::writeSummary(config_.run.output_dir, s.summary);
+      log_->info("session {:016x} ended ({}) after {} steps: summary written to {}", s.id(), reason,
+                 s.link.position().next_step, path);
+    } catch (const std::exception& e) {
+      log_->error("session {:016x} ended ({}) but its summary could not be written: {}", s.id(), reason, e.what());
+    }
   }
   (end == SessionEnd::kFailed ? failed_ : completed_)++;
   last_end_ = end;
   last_summary_ = s.summary;
-  last_model_ = std::move(s.model);
+  if (s.begun) last_model_ = std::move(s.model);
   sessions_.erase(it);
+  // The session's tensors went back to the allocator; hand the free pages back to the
+  // system too, so that the resident size falls again after many sessions.
+  ::malloc_trim(0);
 }
 
 void CloudTrainer::onLinkEvent(const transport::LinkEvent& event) {
@@ -394,8 +468,9 @@ void CloudTrainer::onLinkEvent(const transport::LinkEvent& event) {
     s.link.hintResync();  // messages from this edge were lost: tell it where we stand
     return;
   }
-  log_->error("edge '{}' went silent in epoch {} (no message for {} s); ending its session", s.hello.edge_name,
-              s.link.position().epoch + 1, config_.link.peer_timeout_s);
+  limited_.log(spdlog::level::err, s.origin, "edge went silent",
+               "edge '{}' went silent in epoch {} (no message for {} s); ending its session", s.hello.edge_name,
+               s.link.position().epoch + 1, config_.link.peer_timeout_s);
   if (s.metrics) s.metrics->errors_timeout->Increment();
   endSession(event.peer, SessionEnd::kFailed, "edge went silent");
 }
@@ -408,7 +483,9 @@ void CloudTrainer::handle(Message& message) {
   try {
     if (type == MessageType::kError) {
       const auto& e = std::get<transport::ErrorInfo>(message.body);
-      log_->warn("edge reported an error: {}: {}", transport::errorCodeName(e.code), e.message);
+      limited_.log(spdlog::level::warn, peerName(peer), "edge reported an error", "{} reported an error: {}: {}",
+                   s ? "edge '" + s->hello.edge_name + "'" : peerName(peer), transport::errorCodeName(e.code),
+                   e.message);
       return;
     }
     if (type == MessageType::kHello) {
@@ -447,12 +524,14 @@ void CloudTrainer::handle(Message& message) {
                         std::string(transport::messageTypeName(type)) + " is not something an edge sends");
     }
   } catch (const WireError& e) {
-    log_->warn("rejected {} from {}: {}: {}", transport::messageTypeName(type),
-               s ? "edge '" + s->hello.edge_name + "'" : std::string("an unknown peer"), transport::errorCodeName(e.code()),
-               e.what());
+    limited_.log(spdlog::level::warn, peerName(peer), std::string("rejected: ") + transport::errorCodeName(e.code()),
+                 "rejected {} from {}: {}: {}", transport::messageTypeName(type),
+                 s ? "edge '" + s->hello.edge_name + "'" : peerName(peer) + " (no session)",
+                 transport::errorCodeName(e.code()), e.what());
     replyError(peer, e.code(), e.what(), s ? s->id() : 0);
   } catch (const std::exception& e) {
-    log_->error("failed to handle {}: {}", transport::messageTypeName(type), e.what());
+    limited_.log(spdlog::level::err, peerName(peer), "failed to handle", "failed to handle {}: {}",
+                 transport::messageTypeName(type), e.what());
     replyError(peer, ErrorCode::kInternal, e.what(), s ? s->id() : 0);
   }
 }
@@ -462,7 +541,15 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
   log_->info("serving model {} (split {}) at {}", config_.model.name,
              config_.split.automatic ? std::string("auto") : std::to_string(config_.split.point), transport_->endpoint());
   bool seen_session = false;
+  auto beat = watchdog::beat("cloud compute");
+  auto next_tick = Clock::now();
   while (true) {
+    beat.beat();
+    if (Clock::now() >= next_tick) {
+      next_tick = Clock::now() + std::chrono::seconds(1);
+      limited_.tick();
+      countTransportLimits();
+    }
     if (stop) {
       for (const auto& [peer, s] : sessions_)
         replyError(peer, ErrorCode::kInternal, "the cloud is shutting down", s->id());

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "runtime/checkpoint/checkpoint.h"
+#include "runtime/common/log_limiter.h"
 #include "runtime/config/config.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
@@ -61,6 +62,8 @@ class CloudTrainer {
   enum class SessionEnd { kCompleted, kStopped, kFailed };
 
   void handle(transport::Message& message);
+  // The transport's and sessions' limit counts into the metrics.
+  void countTransportLimits();
   void onLinkEvent(const transport::LinkEvent& event);
   void onHello(transport::Message& message);
   void onActivations(Session& s, transport::Message& message, bool train);
@@ -78,6 +81,7 @@ class CloudTrainer {
   CloudOptions options_;
   telemetry::Metrics* metrics_;
   std::shared_ptr<spdlog::logger> log_;
+  log::LogLimiter limited_;  // lines a peer can cause
   std::unique_ptr<transport::Transport> transport_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by peer routing id
   std::unique_ptr<models::StageModel> last_model_;
@@ -86,6 +90,13 @@ class CloudTrainer {
   std::uint64_t failed_ = 0;
   std::uint64_t refused_ = 0;
   std::string cloud_profile_;  // JSON of this side's stage times, sent in Welcome
+  std::string fingerprint_;    // of the model, for the handshake (no copy built per Hello)
+  int num_stages_ = 0;
+  double session_model_bytes_ = 0.0;  // one session's stages and optimizer state (estimate)
+  std::uint64_t counted_rate_limited_ = 0;
+  std::uint64_t counted_overflowed_ = 0;
+  std::uint64_t counted_evictions_ = 0;
+  std::uint64_t ended_evictions_ = 0;
   SessionEnd last_end_ = SessionEnd::kFailed;
 };
 

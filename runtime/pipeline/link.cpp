@@ -16,6 +16,8 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.peer_timeout = millis(config.link.peer_timeout_s);
   o.limits.max_tensor_bytes = static_cast<std::uint64_t>(config.link.max_message_mb * 1024.0 * 1024.0);
   o.reconnect_grace = millis(config.link.reconnect_grace_s);
+  o.peer_messages_per_s = config.limits.peer_messages_per_s;
+  o.peer_queue_messages = static_cast<std::size_t>(config.limits.peer_queue_messages);
   const auto& sec = config.security;
   const bool cloud = role == "cloud";
   if (sec.mode == config::SecurityMode::kPlaintext) {

@@ -10,7 +10,7 @@ using transport::Message;
 using transport::MessageType;
 
 CloudSession::CloudSession(std::uint64_t id, std::string peer, transport::Transport& transport)
-    : id_(id), peer_(std::move(peer)), transport_(transport), log_(log::get("cloud.session")) {}
+    : id_(id), peer_(std::move(peer)), transport_(transport), log_(log::get("cloud.session")), limited_(log_) {}
 
 void CloudSession::send(Message message) {
   message.peer = peer_;
@@ -41,8 +41,9 @@ CloudSession::Admission CloudSession::admit(const Message& request) {
         return Admission::kAnswered;
       }
       if (h.step > position_.next_step) {
-        log_->warn("session {:016x}: step {} arrived, expected {}: asking the edge to resend", id_, h.step,
-                   position_.next_step);
+        limited_.log(spdlog::level::warn, "", "step ahead",
+                     "session {:016x}: step {} arrived, expected {}: asking the edge to resend", id_, h.step,
+                     position_.next_step);
         sendResync(0);
         return Admission::kAhead;
       }
@@ -85,10 +86,18 @@ void CloudSession::answer(const Message& request, Message reply) {
   reply.header.session = id_;
   const auto& h = request.header;
   switch (h.type) {
-    case MessageType::kActivations:
-      replies_[h.step] = transport::copyMessage(reply);
-      while (replies_.size() > keep_replies_) replies_.erase(replies_.begin());
+    case MessageType::kActivations: {
+      auto& cached = replies_[h.step];
+      reply_bytes_ -= std::min(reply_bytes_, transport::wireBytes(cached));
+      cached = transport::copyMessage(reply);
+      reply_bytes_ += transport::wireBytes(cached);
+      while (replies_.size() > keep_replies_ || (reply_bytes_ > reply_budget_ && replies_.size() > 1)) {
+        if (replies_.size() <= keep_replies_) ++memory_evictions_;
+        reply_bytes_ -= std::min(reply_bytes_, transport::wireBytes(replies_.begin()->second));
+        replies_.erase(replies_.begin());
+      }
       break;
+    }
     case MessageType::kEvalActivations: eval_replies_[h.step] = transport::copyMessage(reply); break;
     case MessageType::kEpochEnd: epoch_ack_ = transport::copyMessage(reply); break;
     case MessageType::kCheckpoint:
@@ -100,6 +109,7 @@ void CloudSession::answer(const Message& request, Message reply) {
       last_migration_ = {static_cast<int>(info.from), static_cast<int>(info.to)};
       migrate_ack_ = transport::copyMessage(reply);
       replies_.clear();  // gradients of the old split are never asked for again (the edge drained)
+      reply_bytes_ = 0;
       break;
     }
     default: break;
@@ -127,8 +137,9 @@ void CloudSession::onResync(const Message& request) {
       ++resent;
     }
   }
-  log_->info("session {:016x}: resync, at step {} (edge sent up to {}); re-sent {} gradient(s)", id_,
-             position_.next_step, info.next_step, resent);
+  limited_.log(spdlog::level::info, "", "resync",
+               "session {:016x}: resync, at step {} (edge sent up to {}); re-sent {} gradient(s)", id_,
+               position_.next_step, info.next_step, resent);
   sendResync(info.request);
 }
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <utility>
 
+#include "runtime/common/log_limiter.h"
 #include "runtime/transport/transport.h"
 
 namespace spdlog {
@@ -68,6 +69,12 @@ class CloudSession {
 
   // The largest staleness the edge has announced: gradients are kept for 2 (K + 2) steps.
   void noteStaleness(int staleness);
+  // At most this many bytes of cached gradients (limits.session_memory_mb less the
+  // session's stages): past it the oldest go first, even within 2 (K + 2) steps; an edge
+  // that asks for one of those again gets the session's position (ResyncReply) only.
+  void setReplyBudget(std::uint64_t bytes) { reply_budget_ = bytes; }
+  // Gradients evicted for the budget before their 2 (K + 2) steps were up.
+  std::uint64_t memoryEvictions() const { return memory_evictions_; }
   // A new epoch: evaluation replies of the previous one are never asked for again.
   void forgetEvaluationReplies() { eval_replies_.clear(); }
 
@@ -84,6 +91,7 @@ class CloudSession {
   std::string peer_;
   transport::Transport& transport_;
   std::shared_ptr<spdlog::logger> log_;
+  log::LogLimiter limited_;  // lines the edge can cause
   CloudPosition position_;
 
   std::map<std::uint64_t, transport::Message> replies_;       // recent Gradients, by step
@@ -94,6 +102,9 @@ class CloudSession {
   std::optional<transport::Message> migrate_ack_;
   std::pair<int, int> last_migration_{-1, -1};
   std::size_t keep_replies_ = 4;
+  std::uint64_t reply_budget_ = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t reply_bytes_ = 0;  // of replies_
+  std::uint64_t memory_evictions_ = 0;
 
   std::uint64_t bytes_up_ = 0;
   std::uint64_t bytes_down_ = 0;

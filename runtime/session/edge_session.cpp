@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <utility>
+
 #include "runtime/common/log.h"
 #include "runtime/telemetry/metrics.h"
 
@@ -15,6 +18,7 @@ namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(100);
 constexpr auto kNoticeEvery = std::chrono::seconds(5);
+constexpr auto kBusyRetry = std::chrono::seconds(2);
 constexpr auto kResyncEvery = std::chrono::seconds(2);
 
 bool isControlReply(MessageType type) {
@@ -45,11 +49,17 @@ void EdgeSession::checkAbort() const {
 
 Message EdgeSession::connect(Message hello, std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
   TANDEM_ENFORCE(hello.header.type == MessageType::kHello, "connect() sends a Hello");
-  send(std::move(hello));
+  send(transport::copyMessage(hello));
   const auto start = Clock::now();
   auto next_notice = start + kNoticeEvery;
+  std::optional<Clock::time_point> retry_at;  // the cloud was busy: Hello again then
+  bool told_busy = false;
   while (true) {
     checkAbort();
+    if (retry_at && Clock::now() >= *retry_at) {
+      retry_at.reset();
+      send(transport::copyMessage(hello));
+    }
     // Before the Welcome there is no session to resynchronise: link events mean nothing.
     auto incoming = transport_->receive(kPoll);
     if (incoming) {
@@ -57,8 +67,17 @@ Message EdgeSession::connect(Message hello, std::chrono::milliseconds timeout, c
         bytes_down_ += message->wire_bytes;
         const auto type = message->header.type;
         if (type == MessageType::kError) {
-          if (metrics_) metrics_->errors_protocol->Increment();
           const auto& e = std::get<transport::ErrorInfo>(message->body);
+          if (e.code == transport::ErrorCode::kBusy) {
+            // A limit of a shared cloud: not this edge's fault; try again until the timeout.
+            if (!std::exchange(told_busy, true)) {
+              log_->warn("the cloud is busy ({}): trying again every {:.0f} s for up to {} s", e.message,
+                         std::chrono::duration<double>(kBusyRetry).count(), seconds(timeout));
+            }
+            retry_at = Clock::now() + kBusyRetry;
+            continue;
+          }
+          if (metrics_) metrics_->errors_protocol->Increment();
           throw ProtocolError(std::string("the cloud refused the handshake: ") + transport::errorCodeName(e.code) +
                               ": " + e.message);
         }

@@ -64,7 +64,8 @@ class EdgeSession {
   EdgeSession& operator=(const EdgeSession&) = delete;
 
   // Sends Hello and waits up to `timeout` for Welcome (stop gives up); the session id is
-  // the Welcome's. Throws ProtocolError when the cloud refuses (its reason), TransportError
+  // the Welcome's. A busy cloud (ErrorCode::kBusy: at its session limits) is asked again
+  // every 2 s. Throws ProtocolError when the cloud refuses (its reason), TransportError
   // on timeout, Interrupted when `stop` is set first.
   transport::Message connect(transport::Message hello, std::chrono::milliseconds timeout,
                              const std::atomic<bool>& stop);

@@ -6,26 +6,41 @@
 
 namespace tandem::session {
 
-std::vector<std::string> handshakeDifferences(const transport::Hello& hello, const config::Config& config,
-                                              const models::StageModel& model, bool resuming) {
-  std::vector<std::string> differences;
+std::vector<Difference> handshakeDifferences(const transport::Hello& hello, const config::Config& config,
+                                             const std::string& fingerprint, int num_stages, bool resuming) {
+  std::vector<Difference> differences;
   const auto differ = [&](const std::string& what, const std::string& edge, const std::string& cloud) {
-    if (edge != cloud) differences.push_back(what + ": edge " + edge + ", cloud " + cloud);
+    if (edge != cloud) {
+      differences.push_back(
+          {what + ": edge " + edge + ", cloud " + cloud, what + ": edge " + edge + " differs from the cloud's"});
+    }
   };
   differ("model", "'" + hello.model + "'", "'" + config.model.name + "'");
-  if (hello.model == config.model.name) {
-    differ("architecture fingerprint (input shape or classes differ)", hello.fingerprint, model.fingerprint());
+  if (hello.model == config.model.name && hello.fingerprint != fingerprint) {
+    differences.push_back({"architecture fingerprint (input shape or classes differ): edge " + hello.fingerprint +
+                               ", cloud " + fingerprint,
+                           "architecture differs from the cloud's (compare data and model settings: input shape, "
+                           "channels, classes)"});
   }
-  differ("stages", std::to_string(hello.num_stages), std::to_string(model.numStages()));
+  differ("stages", std::to_string(hello.num_stages), std::to_string(num_stages));
   if (!config.split.automatic && !resuming && config.scheduler.split_schedule.empty()) {
     differ("split point", std::to_string(hello.split_point), std::to_string(config.split.point));
   }
   differ("batch size", std::to_string(hello.batch_size), std::to_string(config.data.batch_size));
-  if (hello.split_point > static_cast<std::uint32_t>(model.numStages())) {
-    differences.push_back("split point " + std::to_string(hello.split_point) + " is beyond the model");
+  if (hello.split_point > static_cast<std::uint32_t>(num_stages)) {
+    const std::string text = "split point " + std::to_string(hello.split_point) + " is beyond the model";
+    differences.push_back({text, text});
   }
-  if (hello.epochs == 0) differences.push_back("epochs: edge asks for 0");
+  if (hello.epochs == 0) differences.push_back({"epochs: edge asks for 0", "epochs: edge asks for 0"});
   return differences;
+}
+
+std::string refusalText(const std::vector<Difference>& differences, bool authenticated) {
+  std::string text = "handshake refused: ";
+  for (std::size_t i = 0; i < differences.size(); ++i) {
+    text += (i ? "; " : "") + (authenticated ? differences[i].full : differences[i].for_peer);
+  }
+  return text;
 }
 
 ResumeChoice chooseResume(const transport::Hello& hello, const config::Config& config) {

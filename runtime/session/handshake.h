@@ -15,11 +15,26 @@
 
 namespace tandem::session {
 
-// What makes `hello` unable to train with `config` and `model` (the cloud's), in words an
-// operator can act on ("batch size: edge 64, cloud 32"); empty when it can. `resuming`: a
-// common checkpoint was found (its split wins over the configured one).
-std::vector<std::string> handshakeDifferences(const transport::Hello& hello, const config::Config& config,
-                                              const models::StageModel& model, bool resuming);
+// One reason `hello` cannot train with this cloud, in words an operator can act on.
+struct Difference {
+  // With the cloud's value ("batch size: edge 64, cloud 32"): for the cloud's log, and for
+  // an authenticated (CURVE) edge.
+  std::string full;
+  // With the edge's value only ("batch size: edge 64 differs from the cloud's"): what an
+  // unauthenticated peer is told, so that a refusal never hands it what it would need to
+  // make its next Hello valid (the architecture fingerprint above all).
+  std::string for_peer;
+};
+
+// What makes `hello` unable to train with `config` (the cloud's), whose model has
+// `fingerprint` and `num_stages`; empty when it can. `resuming`: a common checkpoint was
+// found (its split wins over the configured one).
+std::vector<Difference> handshakeDifferences(const transport::Hello& hello, const config::Config& config,
+                                             const std::string& fingerprint, int num_stages, bool resuming);
+
+// "handshake refused: a; b" from the differences, in the words for `authenticated` peers
+// or the others.
+std::string refusalText(const std::vector<Difference>& differences, bool authenticated);
 
 // The cloud's checkpoint store for the run `hello` names (null when checkpoints are off),
 // and the newest checkpoint it holds that the edge holds too (when the edge asks to resume).

@@ -52,6 +52,7 @@ struct Metrics::Families {
   Family<Histogram>& phase;
   Family<Gauge>& memory;
   Family<Counter>& errors;
+  Family<Counter>& limit_hits;
   Family<Gauge>& build_info;
 
   explicit Families(prometheus::Registry& r)
@@ -98,6 +99,10 @@ struct Metrics::Families {
                    .Help("Resident memory of the trainer process")
                    .Register(r)),
         errors(BuildCounter().Name("tandem_errors_total").Help("Errors by kind").Register(r)),
+        limit_hits(BuildCounter()
+                       .Name("tandem_limit_hits_total")
+                       .Help("Times a limit (limits.*) refused or dropped something, by limit")
+                       .Register(r)),
         build_info(BuildGauge()
                        .Name("tandem_build_info")
                        .Help("1, labelled with the version, git commit, compiler and build type of the trainer")
@@ -236,6 +241,7 @@ Metrics::Metrics(std::string role, const config::MetricsConfig& config)
             {"compiler", build.compiler},
             {"build_type", build.build_type}})
       .Set(1.0);
+  for (const char* limit : kLimits) limits_[limit] = &families_->limit_hits.Add({{"role", role_}, {"limit", limit}});
   if (config.port > 0) {
     const std::string address = config.bind_address + ":" + std::to_string(config.port);
     try {
@@ -256,8 +262,26 @@ Metrics::~Metrics() {
   }
 }
 
-TrainerMetrics& Metrics::forEdge(const std::string& edge) {
+void Metrics::limitHit(const std::string& limit, double count) {
+  if (count <= 0) return;
   std::lock_guard<std::mutex> lock(mutex_);
+  auto it = limits_.find(limit);
+  if (it == limits_.end())
+    it = limits_.emplace(limit, &families_->limit_hits.Add({{"role", role_}, {"limit", limit}})).first;
+  it->second->Increment(count);
+}
+
+double Metrics::limitHits(const std::string& limit) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = limits_.find(limit);
+  return it == limits_.end() ? 0.0 : it->second->Value();
+}
+
+TrainerMetrics& Metrics::forEdge(const std::string& requested) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Edges name themselves: past kMaxEdgeSeries names, series are shared, so that peers
+  // cannot grow the registry without bound.
+  const std::string edge = edges_.size() >= kMaxEdgeSeries && !edges_.count(requested) ? "_other" : requested;
   auto it = edges_.find(edge);
   if (it != edges_.end()) return *it->second;
   const prometheus::Labels labels{{"role", role_}, {"edge", edge}};

@@ -22,6 +22,10 @@
 //                                                                  encode, decode
 //   tandem_process_resident_memory_bytes
 //   tandem_errors_total{kind}                                      rejected, timeout, reconnect, protocol
+//   tandem_limit_hits_total{limit}                                 a limits.* key refused or dropped something:
+//                                                                  sessions, sessions_per_peer, pending_sessions,
+//                                                                  session_memory, peer_rate, peer_queue; per
+//                                                                  process: `role` but no `edge`
 //   tandem_build_info{version,git_commit,compiler,build_type}      1; per process: `role` but no `edge`
 //
 // Unknown values are NaN, not 0 (the Prometheus convention for a gauge without a value):
@@ -115,8 +119,17 @@ class Metrics {
   Metrics(std::string role, const config::MetricsConfig& config);
   ~Metrics();
 
-  // The series for one edge, created on first use.
+  // The series for one edge, created on first use. After kMaxEdgeSeries edges, new names
+  // share the series of edge "_other".
   TrainerMetrics& forEdge(const std::string& edge);
+  static constexpr std::size_t kMaxEdgeSeries = 256;
+  static constexpr const char* kLimits[] = {"sessions",       "sessions_per_peer", "pending_sessions",
+                                            "session_memory", "peer_rate",         "peer_queue"};
+
+  // tandem_limit_hits_total{limit}: a limit (limits.*) refused or dropped `count` things.
+  // `limit` is one of kLimits.
+  void limitHit(const std::string& limit, double count = 1.0);
+  double limitHits(const std::string& limit) const;
 
   // The current metrics in the Prometheus text format (the process_* families included).
   std::string text() const;
@@ -131,8 +144,9 @@ class Metrics {
   std::shared_ptr<prometheus::Collectable> process_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::string url_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<TrainerMetrics>> edges_;
+  std::map<std::string, prometheus::Counter*> limits_;
 };
 
 // Resident memory of this process into `m` (tandem_process_resident_memory_bytes).

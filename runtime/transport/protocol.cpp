@@ -280,6 +280,7 @@ const char* errorCodeName(ErrorCode code) {
     case ErrorCode::kInvalidTensor: return "invalid-tensor";
     case ErrorCode::kTooLarge: return "too-large";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kBusy: return "busy";
   }
   return "unknown";
 }
@@ -403,7 +404,7 @@ DecodedHeader decodeHeaderFrame(const void* data, std::size_t size, const Limits
                                                  messageTypeName(h.type) + " body");
     }
     if (const auto* e = std::get_if<ErrorInfo>(&out.body)) {
-      if (static_cast<std::uint8_t>(e->code) < 1 || static_cast<std::uint8_t>(e->code) > 8) {
+      if (static_cast<std::uint8_t>(e->code) < 1 || static_cast<std::uint8_t>(e->code) > 9) {
         throw WireError(ErrorCode::kMalformed, "unknown error code " + std::to_string(static_cast<int>(e->code)));
       }
     }

@@ -162,14 +162,15 @@ struct ShutdownInfo {
 };
 
 enum class ErrorCode : std::uint8_t {
-  kMalformed = 1,       // could not be parsed
-  kVersion = 2,         // protocol version differs
-  kHandshake = 3,       // handshake refused (what differs is in the message)
-  kNoSession = 4,       // message for a session that does not exist
-  kUnexpected = 5,      // valid message in the wrong state or order
-  kInvalidTensor = 6,   // tensor metadata or payload does not fit
-  kTooLarge = 7,        // over a size limit
-  kInternal = 8,        // the peer failed while handling a valid message
+  kMalformed = 1,      // could not be parsed
+  kVersion = 2,        // protocol version differs
+  kHandshake = 3,      // handshake refused (what differs is in the message)
+  kNoSession = 4,      // message for a session that does not exist
+  kUnexpected = 5,     // valid message in the wrong state or order
+  kInvalidTensor = 6,  // tensor metadata or payload does not fit
+  kTooLarge = 7,       // over a size limit
+  kInternal = 8,       // the peer failed while handling a valid message
+  kBusy = 9,           // the cloud is at a limit (sessions): try again later
 };
 const char* errorCodeName(ErrorCode code);
 

@@ -10,7 +10,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxControl = 64;           // Error replies waiting; older ones are dropped
-constexpr std::size_t kMaxTrackedRejects = 4096;  // peers whose rejections are counted for the log
 constexpr std::size_t kMaxTrackedPeers = 4096;    // send states of peers that never sent a valid message
 
 std::string seconds(std::chrono::milliseconds ms) {
@@ -30,9 +29,13 @@ SequencedLink::SequencedLink(std::unique_ptr<FrameSocket> socket, SequencedLinkO
       options_(std::move(options)),
       binds_(socket_->binds()),
       log_(log::get(options_.log_component)),
+      limited_(log_),
       tick_(tickFor(options_)),
       inbound_(options_.queue_capacity) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    beat_ = watchdog::beat(options_.log_component + " link");
+    run();
+  });
 }
 
 SequencedLink::~SequencedLink() { close(std::chrono::milliseconds(0)); }
@@ -79,6 +82,7 @@ TransportStats SequencedLink::stats() const {
   s.messages_lost += lost_;
   s.messages_rejected += replays;
   s.messages_received -= std::min(s.messages_received, replays);
+  s.messages_rate_limited += rate_limited_;
   return s;
 }
 
@@ -92,6 +96,8 @@ void SequencedLink::close(std::chrono::milliseconds linger) {
 
 void SequencedLink::run() {
   while (!stopping_) {
+    beat_.beat();
+    limited_.tick();
     flushHeld();
     bool failed;
     {
@@ -139,14 +145,49 @@ void SequencedLink::flushHeld() {
   }
 }
 
+bool SequencedLink::withinRate(const std::string& peer, Clock::time_point now) {
+  const double rate = options_.peer_messages_per_s;
+  if (rate <= 0.0) return true;
+  if (buckets_.size() >= kMaxTrackedPeers && !buckets_.count(peer)) {
+    // Forget the buckets of peers we do not talk to (a flood of identities).
+    for (auto it = buckets_.begin(); it != buckets_.end();)
+      it = in_.count(it->first) ? std::next(it) : buckets_.erase(it);
+  }
+  auto [it, fresh] = buckets_.try_emplace(peer);
+  Bucket& b = it->second;
+  if (fresh) {
+    b.tokens = rate;
+    b.refilled = now;
+  }
+  b.tokens = std::min(rate, b.tokens + rate * std::chrono::duration<double>(now - b.refilled).count());
+  b.refilled = now;
+  if (b.tokens >= 1.0) {
+    b.tokens -= 1.0;
+    return true;
+  }
+  ++rate_limited_;
+  limited_.log(spdlog::level::warn, peerName(peer), "over the message rate",
+               "{} sends more than {:.0f} messages/s (limits.peer_messages_per_s): dropping", peerName(peer), rate);
+  if (now - b.told >= std::chrono::seconds(1)) {
+    b.told = now;
+    if (control_.size() >= kMaxControl) control_.pop_front();
+    Message reply(MessageType::kError,
+                  ErrorInfo{ErrorCode::kTooLarge, "over the cloud's message rate (limits.peer_messages_per_s = " +
+                                                      std::to_string(static_cast<long>(rate)) + "): messages dropped"});
+    reply.peer = peer;
+    control_.push_back(std::move(reply));
+  }
+  return false;
+}
+
 void SequencedLink::handle(Message message) {
   const auto now = Clock::now();
   const std::string peer = key(message.peer);
   auto it = in_.find(peer);
   if (it != in_.end()) {
     if (it->second.silent) {
-      log_->info("{} is heard again after {:.1f} s", peerName(peer),
-                 std::chrono::duration<double>(now - it->second.last_heard).count());
+      limited_.log(spdlog::level::info, peerName(peer), "heard again", "{} is heard again after {:.1f} s",
+                   peerName(peer), std::chrono::duration<double>(now - it->second.last_heard).count());
       it->second.silent = false;
     }
     it->second.last_heard = now;
@@ -163,13 +204,18 @@ void SequencedLink::handle(Message message) {
            h.type);
     return;
   }
+  if (h.type != MessageType::kHeartbeat && !withinRate(peer, now)) {
+    // Dropped here, but its number is used: the pipelines notice what is missing.
+    if (it != in_.end()) it->second.next = h.sequence + 1;
+    return;
+  }
   if (h.sequence > expected) {
     // Messages were lost (a link outage): count them and carry on; the pipelines re-send
     // what matters.
     const auto missing = h.sequence - expected;
     lost_ += missing;
-    log_->warn("{}: {} message(s) lost before {} (sequence {})", peerName(peer), missing, messageTypeName(h.type),
-               h.sequence);
+    limited_.log(spdlog::level::warn, peerName(peer), "messages lost", "{}: {} message(s) lost before {} (sequence {})",
+                 peerName(peer), missing, messageTypeName(h.type), h.sequence);
     deliver(LinkEvent{LinkEvent::Kind::kTrouble, message.peer});
   }
   if (it == in_.end()) {
@@ -185,13 +231,8 @@ void SequencedLink::handle(Message message) {
 
 void SequencedLink::reject(const std::string& peer, ErrorCode code, const std::string& reason,
                            std::optional<MessageType> type) {
-  if (rejected_by_peer_.size() >= kMaxTrackedRejects && !rejected_by_peer_.count(peer)) rejected_by_peer_.clear();
-  const auto count = ++rejected_by_peer_[peer];
-  // Log the first few rejections of a peer, then every hundredth, so a flood cannot drown
-  // the log.
-  if (count <= 10 || count % 100 == 0) {
-    log_->warn("rejected a message from {} ({} so far): {}: {}", peerName(peer), count, errorCodeName(code), reason);
-  }
+  limited_.log(spdlog::level::warn, peerName(peer), std::string("rejected: ") + errorCodeName(code),
+               "rejected a message from {}: {}: {}", peerName(peer), errorCodeName(code), reason);
   if (type == MessageType::kError) return;  // never answer an error with an error
   if (control_.size() >= kMaxControl) control_.pop_front();
   Message reply(MessageType::kError, ErrorInfo{code, reason});
@@ -206,17 +247,20 @@ void SequencedLink::checkPeers() {
     const auto silence = now - state.last_heard;
     if (silence > options_.peer_timeout && !state.silent && options_.reconnect_grace > std::chrono::milliseconds(0)) {
       state.silent = true;
-      log_->warn("{} silent for {:.1f} s: waiting up to {:.1f} s more for the link to come back", peerName(it->first),
-                 std::chrono::duration<double>(silence).count(),
-                 std::chrono::duration<double>(options_.reconnect_grace).count());
+      limited_.log(spdlog::level::warn, peerName(it->first), "peer silent",
+                   "{} silent for {:.1f} s: waiting up to {:.1f} s more for the link to come back", peerName(it->first),
+                   std::chrono::duration<double>(silence).count(),
+                   std::chrono::duration<double>(options_.reconnect_grace).count());
       deliver(LinkEvent{LinkEvent::Kind::kTrouble, it->first});
     }
     if (silence > options_.peer_timeout + options_.reconnect_grace) {
       const double silent_s = std::chrono::duration<double>(silence).count();
       if (binds_) {
-        log_->warn("{} silent for {:.1f} s: considered gone", peerName(it->first), silent_s);
+        limited_.log(spdlog::level::warn, peerName(it->first), "peer gone", "{} silent for {:.1f} s: considered gone",
+                     peerName(it->first), silent_s);
         deliver(LinkEvent{LinkEvent::Kind::kPeerLost, it->first});
         forget_.push_back(it->first);
+        buckets_.erase(it->first);
         it = in_.erase(it);
         continue;
       }

@@ -7,6 +7,7 @@
 //     messages were lost: they are counted (messages_lost) and a LinkEvent::kTrouble is
 //     delivered before the message;
 //   - answers the frame socket's Rejections (invalid messages) with a sequenced Error;
+//   - drops what a peer sends beyond peer_messages_per_s (and tells it, once a second);
 //   - sends a heartbeat when the peer has heard nothing from us for heartbeat_interval,
 //     and swallows the peer's: heartbeats never reach the caller;
 //   - watches the silence of every peer that sent a valid message: after peer_timeout a
@@ -28,6 +29,8 @@
 #include <thread>
 
 #include "runtime/common/bounded_queue.h"
+#include "runtime/common/log_limiter.h"
+#include "runtime/common/watchdog.h"
 #include "runtime/transport/frame_socket.h"
 
 namespace spdlog {
@@ -45,6 +48,9 @@ struct SequencedLinkOptions {
   // does not end the run.
   std::chrono::milliseconds reconnect_grace{0};
   std::size_t queue_capacity = 64;  // incoming messages and events waiting for receive()
+  // Messages one peer may send per second (a token bucket holding one second's worth);
+  // more are dropped and counted (messages_rate_limited), and the peer is told. 0: no limit.
+  double peer_messages_per_s = 0.0;
 };
 
 class SequencedLink : public Transport {
@@ -66,6 +72,11 @@ class SequencedLink : public Transport {
     std::uint64_t next = 0;
     std::chrono::steady_clock::time_point last_sent;
   };
+  struct Bucket {  // link thread only: a peer's message budget
+    double tokens = 0.0;
+    std::chrono::steady_clock::time_point refilled;
+    std::chrono::steady_clock::time_point told;  // when the peer was last told it is over
+  };
   struct ReceiveState {  // link thread only
     std::uint64_t next = 0;
     std::chrono::steady_clock::time_point last_heard;
@@ -74,6 +85,7 @@ class SequencedLink : public Transport {
   };
 
   void run();
+  bool withinRate(const std::string& peer, std::chrono::steady_clock::time_point now);
   void handle(Message message);
   void reject(const std::string& peer, ErrorCode code, const std::string& reason, std::optional<MessageType> type);
   void checkPeers();
@@ -88,6 +100,8 @@ class SequencedLink : public Transport {
   const SequencedLinkOptions options_;
   const bool binds_;
   std::shared_ptr<spdlog::logger> log_;
+  log::LogLimiter limited_;  // lines a peer can cause
+  watchdog::Handle beat_;    // the link thread's
   const std::chrono::milliseconds tick_;
 
   BoundedQueue<Incoming> inbound_;
@@ -96,7 +110,7 @@ class SequencedLink : public Transport {
   std::mutex send_mutex_;
   std::map<std::string, SendState> out_;
   std::map<std::string, ReceiveState> in_;                 // link thread only: peers that sent a valid message
-  std::map<std::string, std::uint64_t> rejected_by_peer_;  // link thread only: for the log
+  std::map<std::string, Bucket> buckets_;                  // link thread only
   std::deque<Message> control_;                            // link thread only: Error replies not yet handed down
   std::deque<std::string> forget_;                         // link thread only: lost peers whose SendState to drop
 
@@ -107,6 +121,7 @@ class SequencedLink : public Transport {
 
   std::atomic<std::uint64_t> lost_{0};
   std::atomic<std::uint64_t> replays_{0};
+  std::atomic<std::uint64_t> rate_limited_{0};
 
   std::thread thread_;
 };

@@ -25,6 +25,9 @@ struct Message {
   Body body;
   std::vector<zmq::message_t> payloads;  // one per header.tensors entry
   std::string peer;                      // routing id of the sender / recipient (cloud side)
+  // Received messages: who the sender is beyond its connection, for per-peer limits: its
+  // CURVE key ("key:<z85>"), else its address ("ip:<address>"), else "local".
+  std::string origin;
   std::uint64_t wire_bytes = 0;          // received messages: header and payload bytes
   double received_at = 0.0;              // received messages: steady clock (s) when complete
 
@@ -64,6 +67,11 @@ struct TransportStats {
   std::uint64_t connections_refused = 0;  // failed CURVE authentication or mechanism mismatch
   std::uint64_t messages_lost = 0;        // gaps in the peer's sequence numbers
   std::uint64_t messages_dropped = 0;     // dropped by an injected outage
+  // Outgoing messages dropped because their peer had limits.peer_queue_messages waiting
+  // (a peer that does not read); the peer sees the gap in our sequence numbers.
+  std::uint64_t messages_overflowed = 0;
+  // Incoming messages dropped because their peer sent more than limits.peer_messages_per_s.
+  std::uint64_t messages_rate_limited = 0;
 };
 
 // A copy of `message` sharing its payload memory (ZeroMQ reference-counts large frames),

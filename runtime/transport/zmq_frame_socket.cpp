@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "runtime/common/log.h"
+#include "runtime/common/log_limiter.h"
 
 namespace tandem::transport {
 namespace {
@@ -22,6 +23,8 @@ constexpr int kHighWaterMark = 32;
 ZmqFrameSocket::ZmqFrameSocket(ZmqSocketOptions options)
     : options_(std::move(options)),
       log_(log::get(options_.log_component)),
+      limited_(log_),
+      beat_(watchdog::beat(options_.log_component + " socket")),
       outbound_(options_.queue_capacity),
       inbound_(options_.queue_capacity) {
   context_ = options_.context ? options_.context : std::make_shared<zmq::context_t>(1);
@@ -93,6 +96,7 @@ TransportStats ZmqFrameSocket::stats() const {
   s.messages_received = messages_received_;
   s.messages_rejected = messages_rejected_;
   s.connections_refused = refused_;
+  s.messages_overflowed = overflowed_;
   return s;
 }
 
@@ -163,13 +167,17 @@ void ZmqFrameSocket::run(std::promise<std::string> ready) {
 
   while (!stopping_) {
     try {
-      pumpOutbound(socket);
+      beat_.beat();
+      const bool backlog = pumpOutbound(socket);
       short events = 0;
       if (!inbound_.full()) events |= ZMQ_POLLIN;
-      if (!pending_.empty()) events |= ZMQ_POLLOUT;
+      // A DEALER's POLLOUT says its peer has room. A ROUTER's says only that some peer has,
+      // which may not be one we wait for: with a backlog there, look again soon instead.
+      if (backlog && !binds()) events |= ZMQ_POLLOUT;
+      const auto wait = backlog && binds() ? std::chrono::milliseconds(2) : std::chrono::milliseconds(50);
       zmq::pollitem_t items[] = {
           {socket.handle(), 0, events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}, {monitor.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 3, std::chrono::milliseconds(50));
+      zmq::poll(items, 3, wait);
       if (items[2].revents & ZMQ_POLLIN) {
         std::vector<zmq::message_t> event;
         if (zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) onMonitorEvent(event);
@@ -191,8 +199,7 @@ void ZmqFrameSocket::run(std::promise<std::string> ready) {
   const auto deadline = Clock::now() + linger_;
   try {
     while (Clock::now() < deadline) {
-      pumpOutbound(socket);
-      if (pending_.empty() && outbound_.size() == 0) break;
+      if (!pumpOutbound(socket) && outbound_.size() == 0) break;
       zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLOUT, 0}};
       zmq::poll(items, 1, std::chrono::milliseconds(10));
     }
@@ -233,17 +240,39 @@ void ZmqFrameSocket::onMonitorEvent(std::vector<zmq::message_t>& frames) {
            "): check that security.mode matches the other side's and that security.cloud_public_key_file is "
            "the cloud's key";
   }
-  log_->warn("{} ({})", what, where);
+  limited_.log(spdlog::level::warn, where, what, "{} ({})", what, where);
   // The binding side serves other peers; the connecting side has no other.
   if (!binds()) fail(what + " at " + options_.endpoint);
 }
 
-void ZmqFrameSocket::pumpOutbound(zmq::socket_t& socket) {
-  while (auto m = outbound_.tryPop()) pending_.push_back(std::move(*m));
-  while (!pending_.empty()) {
-    if (!sendNow(socket, pending_.front())) return;  // would block: wait for POLLOUT
-    pending_.pop_front();
+bool ZmqFrameSocket::pumpOutbound(zmq::socket_t& socket) {
+  const bool many = binds();
+  // The connecting side takes from the callers' queue only while its one peer's queue has
+  // room (that is its back-pressure); the binding side always empties it, so one peer that
+  // does not read can never make a caller wait.
+  while (many || pending_count_ < options_.peer_queue_messages) {
+    auto m = outbound_.tryPop();
+    if (!m) break;
+    auto& queue = pending_[many ? m->peer : std::string()];
+    if (many && queue.size() >= options_.peer_queue_messages) {
+      ++overflowed_;
+      limited_.log(spdlog::level::warn, peerName(m->peer), "send queue full",
+                   "{} is not reading: {} messages wait for it (limits.peer_queue_messages); dropped {}",
+                   peerName(m->peer), queue.size(), messageTypeName(m->header.type));
+      continue;
+    }
+    queue.push_back(std::move(*m));
+    ++pending_count_;
   }
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto& queue = it->second;
+    while (!queue.empty() && sendNow(socket, queue.front())) {
+      queue.pop_front();
+      --pending_count_;
+    }
+    it = queue.empty() ? pending_.erase(it) : std::next(it);
+  }
+  return pending_count_ > 0;
 }
 
 bool ZmqFrameSocket::sendNow(zmq::socket_t& socket, Message& message) {
@@ -283,23 +312,74 @@ bool ZmqFrameSocket::sendNow(zmq::socket_t& socket, Message& message) {
 void ZmqFrameSocket::receiveAvailable(zmq::socket_t& socket) {
   // The socket thread is the only producer, so a queue that is not full takes the push.
   for (int i = 0; i < 64 && !inbound_.full(); ++i) {
-    std::vector<zmq::message_t> frames;
-    if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
-    std::string peer;
-    if (binds()) {
-      peer = frames.front().to_string();
-      frames.erase(frames.begin());
-    }
-    Received received = decodeReceived(std::move(peer), frames, options_.limits);
-    if (const auto* rejected = std::get_if<Rejection>(&received)) {
-      bytes_received_ += rejected->wire_bytes;
-      ++messages_rejected_;
-    } else {
-      bytes_received_ += std::get<Message>(received).wire_bytes;
-      ++messages_received_;
-    }
-    inbound_.tryPush(std::move(received));
+    zmq::message_t first;
+    if (!socket.recv(first, zmq::recv_flags::dontwait)) return;
+    receiveOne(socket, first);
   }
+}
+
+namespace {
+
+// Who sent `frame` beyond its connection: the CURVE key the ZAP handler accepted, or the
+// TCP address.
+std::string originOf(const zmq::message_t& frame) {
+  const auto property = [&](const char* name) -> std::string {
+    const char* value = zmq_msg_gets(const_cast<zmq_msg_t*>(frame.handle()), name);
+    return value == nullptr ? std::string() : std::string(value);
+  };
+  if (auto key = property("User-Id"); !key.empty()) return "key:" + key;
+  if (auto address = property("Peer-Address"); !address.empty()) return "ip:" + address;
+  return "local";
+}
+
+}  // namespace
+
+void ZmqFrameSocket::receiveOne(zmq::socket_t& socket, zmq::message_t& first) {
+  std::string peer;
+  std::vector<zmq::message_t> frames;
+  bool more = first.more();
+  if (binds()) {
+    peer = first.to_string();
+  } else {
+    frames.push_back(std::move(first));
+  }
+  // ZeroMQ delivers a multipart message whole, so its other frames are here already. Only
+  // as many as a valid message can have are kept: a message of 100 000 frames costs the
+  // time to skip them, not the memory.
+  const std::size_t max_frames = std::size_t{options_.limits.max_tensors} + 1;  // header + payloads
+  std::uint64_t skipped = 0;
+  std::uint64_t skipped_bytes = 0;
+  while (more) {
+    zmq::message_t frame;
+    if (!socket.recv(frame, zmq::recv_flags::dontwait)) break;
+    more = frame.more();
+    if (frames.size() < max_frames) {
+      frames.push_back(std::move(frame));
+    } else {
+      ++skipped;
+      skipped_bytes += frame.size();
+    }
+  }
+  const std::string origin = frames.empty() ? std::string("local") : originOf(frames.front());
+  Received received = [&]() -> Received {
+    if (skipped == 0) return decodeReceived(std::move(peer), frames, options_.limits);
+    std::uint64_t bytes = skipped_bytes;
+    for (const auto& f : frames) bytes += f.size();
+    return Rejection{
+        std::move(peer), ErrorCode::kTooLarge,
+        "message of " + std::to_string(frames.size() + skipped) + " frames; at most " + std::to_string(max_frames),
+        std::nullopt, bytes};
+  }();
+  if (auto* rejected = std::get_if<Rejection>(&received)) {
+    bytes_received_ += rejected->wire_bytes;
+    ++messages_rejected_;
+  } else {
+    auto& message = std::get<Message>(received);
+    message.origin = origin;
+    bytes_received_ += message.wire_bytes;
+    ++messages_received_;
+  }
+  inbound_.tryPush(std::move(received));
 }
 
 }  // namespace tandem::transport

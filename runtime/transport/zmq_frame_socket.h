@@ -3,7 +3,10 @@
 // connects a DEALER. One socket thread owns the socket: it sends what callers queued,
 // reads and validates incoming messages (handing invalid ones up as Rejections), and
 // watches the socket monitor for failed security handshakes. Nothing else touches the
-// socket; callers and the socket thread meet at two bounded queues.
+// socket; callers and the socket thread meet at two bounded queues. The socket thread never
+// blocks on either (no cycle of waits with the caller): what does not fit in the inbound
+// queue waits in ZeroMQ, and on the binding side a peer that does not read has its
+// messages dropped past limits.peer_queue_messages rather than holding up anyone else.
 //
 // With CURVE the binding side is the CURVE server and runs a ZapHandler (zap_handler.h)
 // that accepts only the authorized keys; the connecting side must know the server's key.
@@ -14,6 +17,7 @@
 #include <chrono>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +25,8 @@
 #include <vector>
 
 #include "runtime/common/bounded_queue.h"
+#include "runtime/common/log_limiter.h"
+#include "runtime/common/watchdog.h"
 #include "runtime/transport/frame_socket.h"
 #include "runtime/transport/zap_handler.h"
 
@@ -47,7 +53,11 @@ struct ZmqSocketOptions {
   std::string endpoint;  // tcp://host:port, tcp://127.0.0.1:* (ephemeral), inproc://name
   std::string log_component = "transport";
   Limits limits;                            // what incoming messages may be (larger frames are cut off by ZeroMQ)
-  std::size_t queue_capacity = 64;          // messages, each direction
+  std::size_t queue_capacity = 64;          // messages, each direction, between callers and the socket thread
+  // Binding side: messages waiting for one peer that does not read. More are dropped
+  // (counted in messages_overflowed) so that one stuck peer never holds up the others or
+  // the caller. The connecting side has one peer: there a full queue blocks send().
+  std::size_t peer_queue_messages = 256;
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
   CurveOptions curve;
 };
@@ -73,9 +83,12 @@ class ZmqFrameSocket final : public FrameSocket {
 
  private:
   void run(std::promise<std::string> ready);
-  void pumpOutbound(zmq::socket_t& socket);
+  // Moves what callers queued to the peers' queues and sends what ZeroMQ takes; true when
+  // something is still waiting.
+  bool pumpOutbound(zmq::socket_t& socket);
   bool sendNow(zmq::socket_t& socket, Message& message);
   void receiveAvailable(zmq::socket_t& socket);
+  void receiveOne(zmq::socket_t& socket, zmq::message_t& first);
   void onMonitorEvent(std::vector<zmq::message_t>& frames);
   void fail(const std::string& why);
   void throwIfFailed() const;
@@ -83,6 +96,8 @@ class ZmqFrameSocket final : public FrameSocket {
 
   ZmqSocketOptions options_;
   std::shared_ptr<spdlog::logger> log_;
+  log::LogLimiter limited_;  // lines a peer can cause
+  watchdog::Handle beat_;    // the socket thread's
   std::shared_ptr<zmq::context_t> context_;
   std::unique_ptr<ZapHandler> zap_;  // CURVE server only
   std::string endpoint_;
@@ -90,7 +105,9 @@ class ZmqFrameSocket final : public FrameSocket {
 
   BoundedQueue<Message> outbound_;
   BoundedQueue<Received> inbound_;
-  std::deque<Message> pending_;  // socket thread only: dequeued, not yet accepted by ZeroMQ
+  // Socket thread only: dequeued, not yet accepted by ZeroMQ, by peer (routing id).
+  std::map<std::string, std::deque<Message>> pending_;
+  std::size_t pending_count_ = 0;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closed_{false};
@@ -104,6 +121,7 @@ class ZmqFrameSocket final : public FrameSocket {
   std::atomic<std::uint64_t> messages_received_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
   std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> overflowed_{0};
 
   std::thread thread_;
 };

@@ -24,6 +24,7 @@ struct ZmqOptions : ZmqSocketOptions {
   // only declared lost after this much more: a link outage shorter than the grace period
   // does not end the run.
   std::chrono::milliseconds reconnect_grace{0};
+  double peer_messages_per_s = 0.0;  // see SequencedLinkOptions
 
   SequencedLinkOptions link() const;
 };

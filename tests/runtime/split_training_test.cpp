@@ -5,13 +5,16 @@
 #include <map>
 #include <zmq_addon.hpp>
 
+#include "runtime/pipeline/setup.h"
 #include "runtime/pipeline/standalone.h"
+#include "tests/runtime/receive_util.h"
 #include "tests/runtime/split_test_util.h"
 
 namespace tandem::pipeline {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -187,11 +190,69 @@ TEST(SplitTraining, HandshakeMismatchIsRefusedOnBothSides) {
     edge->run(stop);
     FAIL() << "handshake accepted";
   } catch (const ProtocolError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("handshake refused: model: edge 'mlp', cloud 'cnn'"));
-    EXPECT_THAT(e.what(), HasSubstr("batch size: edge 8, cloud 16"));
+    // A plaintext peer is unauthenticated: told what differs, not the cloud's values.
+    EXPECT_THAT(e.what(), HasSubstr("handshake refused: model: edge 'mlp' differs from the cloud's"));
+    EXPECT_THAT(e.what(), HasSubstr("batch size: edge 8 differs from the cloud's"));
+    EXPECT_THAT(e.what(), Not(HasSubstr("cnn")));
   }
   cloud.finish();
   EXPECT_EQ(cloud.cloud->sessionsRefused(), 1u);
+}
+
+// A cloud at limits.max_sessions answers "busy"; the edge asks again until a session is
+// free, then trains.
+TEST(SplitTraining, ABusyCloudMakesTheNextEdgeWaitItsTurn) {
+  auto config = smallConfig("mlp");
+  config.limits.max_sessions = 1;
+  config.link.heartbeat_interval_s = 0.2;
+  config.link.peer_timeout_s = 1.0;
+  config.link.reconnect_grace_s = 0.0;
+  testing::CloudThread cloud(config, {true});
+  // An occupant holds the only session: a valid Hello, then nothing until it goes away.
+  auto occupant_options = pipeline::zmqOptions(config, "edge");
+  occupant_options.endpoint = cloud.endpoint;
+  auto occupant = std::make_unique<transport::ZmqTransport>(occupant_options);
+  const auto model = pipeline::buildModel(config);
+  occupant->send(
+      transport::Message(transport::MessageType::kHello, transport::Hello{"occupant",
+                                                                          "occupant",
+                                                                          "mlp",
+                                                                          model.fingerprint(),
+                                                                          static_cast<std::uint32_t>(model.numStages()),
+                                                                          1,
+                                                                          16,
+                                                                          0,
+                                                                          "recompute",
+                                                                          "none",
+                                                                          "none",
+                                                                          1,
+                                                                          false,
+                                                                          {}}));
+  const auto welcome = tandem::test_util::receiveMessage(*occupant, 5s);
+  ASSERT_TRUE(welcome);
+  ASSERT_EQ(welcome->header.type, transport::MessageType::kWelcome);
+
+  auto edge = testing::makeEdge(config, cloud.endpoint);
+  std::atomic<bool> stop{false};
+  telemetry::RunSummary summary;
+  std::string failure;
+  std::thread run([&] {
+    try {
+      summary = edge->run(stop);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (cloud.cloud->sessionsRefused() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GE(cloud.cloud->sessionsRefused(), 1u);  // the edge was told "busy"
+  occupant.reset();                               // silent from now on: its session ends after 1 s
+  run.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(summary.history.size(), 1u);
+  cloud.finish();
 }
 
 TEST(SplitTraining, EdgeGivesUpWhenTheCloudIsNotUp) {
@@ -334,7 +395,8 @@ TEST(SplitTraining, HostilePeerCannotDisturbAGoodRun) {
     bad.send(headerOf(MessageType::kHello), hello);
     const auto e = bad.expectError();
     EXPECT_EQ(e.code, ErrorCode::kHandshake);
-    EXPECT_THAT(e.message, HasSubstr("model: edge 'resnet18', cloud 'cnn'"));
+    EXPECT_THAT(e.message, HasSubstr("model: edge 'resnet18' differs from the cloud's"));
+    EXPECT_THAT(e.message, Not(HasSubstr("cnn")));  // an unauthenticated peer learns nothing of the cloud's
   }
   // A valid handshake, then bad training messages inside the session.
   std::uint64_t session = 0;
