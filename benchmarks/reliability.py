@@ -101,11 +101,17 @@ def one_run(build, attack, work, args):
                 stdout=open(work / "attack.log", "w"), stderr=subprocess.STDOUT)
             time.sleep(0.3)
         start = time.monotonic()
-        edge = subprocess.run([str(trainers / "edge_trainer"), "--config", str(config), "--set",
-                               f"link.endpoint={endpoint}", "--set", f"run.output_dir={work / 'edge'}"],
-                              stdout=subprocess.DEVNULL, stderr=open(work / "edge.log", "w"), timeout=args.edge_timeout)
+        with open(work / "edge.log", "w") as edge_log:
+            edge = subprocess.Popen([str(trainers / "edge_trainer"), "--config", str(config), "--set",
+                                     f"link.endpoint={endpoint}", "--set", f"run.output_dir={work / 'edge'}"],
+                                    stdout=subprocess.DEVNULL, stderr=edge_log)
+            try:
+                result["edge_code"] = edge.wait(timeout=args.edge_timeout)
+            except subprocess.TimeoutExpired:
+                result["edge_code"] = "hung (killed)"
+                edge.kill()
+                edge.wait()
         result["seconds"] = time.monotonic() - start
-        result["edge_code"] = edge.returncode
         try:
             with open(work / "edge" / "summary-edge.json") as f:
                 result["accuracy"] = json.load(f).get("final_test_accuracy")
@@ -124,10 +130,6 @@ def one_run(build, attack, work, args):
         result["after_mb"] = (status_kb(cloud.pid, "VmRSS") or 0) / 1024
         result["log_kb"] = os.path.getsize(work / "cloud.log") / 1024
         result["cloud_code"] = stop(cloud, signal.SIGTERM, 10)
-    except subprocess.TimeoutExpired:
-        result.setdefault("seconds", float(args.edge_timeout))
-        result.setdefault("edge_code", None)
-        result.setdefault("accuracy", None)
     finally:
         if attacker:
             stop(attacker, signal.SIGTERM, 15)
@@ -151,7 +153,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=1, help="runs of each (the median time is shown)")
     parser.add_argument("--attack-seconds", type=float, default=30.0, help="each attack's --seconds")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after the attack before 'RSS after'")
-    parser.add_argument("--edge-timeout", type=float, default=120.0, help="give up on the good edge after this")
+    parser.add_argument("--work-dir", help="keep each run's logs here (default: a temporary directory, removed)")
+    parser.add_argument("--edge-timeout", type=float, default=60.0, help="give up on the good edge after this")
     args = parser.parse_args()
     build = Path(args.build_dir)
     if not build.is_absolute():
@@ -169,7 +172,8 @@ def main():
         return values[len(values) // 2] if values else None
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="tandem_reliability_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tandem_reliability_") as scratch:
+        tmp = args.work_dir or scratch
         for attack in attacks:
             clean, hostile = [], []
             for r in range(args.repeats):
