@@ -4,10 +4,11 @@
 // with the accuracy of an undisturbed run, the cloud's memory and log stay bounded, it
 // counts the limit the attack runs into, and it still stops on SIGTERM.
 #include <arpa/inet.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cmath>
@@ -175,7 +176,7 @@ const AttackCase kAttackCases[] = {
 };
 // clang-format on
 
-void PrintTo(const AttackCase& c, std::ostream* os) { *os << c.attack; }
+std::ostream& operator<<(std::ostream& os, const AttackCase& c) { return os << c.attack; }
 
 // K = 0: split training is deterministic, so an attacked run must reach exactly the
 // accuracy of an undisturbed one. Noisy classes keep that accuracy away from 100 %, where
@@ -312,7 +313,7 @@ class HostileAttack : public ::testing::TestWithParam<AttackCase> {
     if (std::ifstream in(cache); in) {
       double value = 0;
       if (in >> value) {
-        reference_accuracy_ = value;
+        reference_accuracy = value;
         return;
       }
     }
@@ -323,29 +324,29 @@ class HostileAttack : public ::testing::TestWithParam<AttackCase> {
     std::ofstream(config) << attackConfig(freePort());
     Cloud cloud(dir, config);
     if (cloud.endpoint.empty()) {
-      reference_failure_ = "reference cloud did not start:\n" + tail(cloud.process.output());
+      reference_failure = "reference cloud did not start:\n" + tail(cloud.process.output());
       return;
     }
     testing::ChildProcess edge({EDGE_TRAINER, "--config", config, "--set", "link.endpoint=" + cloud.endpoint, "--set",
                                 "run.output_dir=" + (dir / "edge").string(), "--set", "metrics.port=0"},
                                (dir / "edge.log").string());
     const int code = edge.wait(120s);
-    reference_accuracy_ = finalTestAccuracy(dir / "edge" / "summary-edge.json");
-    if (code != 0 || !reference_accuracy_) {
-      reference_failure_ = "reference edge exited " + std::to_string(code) + ":\n" + tail(edge.output());
+    reference_accuracy = finalTestAccuracy(dir / "edge" / "summary-edge.json");
+    if (code != 0 || !reference_accuracy) {
+      reference_failure = "reference edge exited " + std::to_string(code) + ":\n" + tail(edge.output());
     }
     cloud.process.signal(SIGTERM);
     cloud.process.wait(10s);
     fs::remove_all(dir);
-    if (reference_failure_.empty()) {
+    if (reference_failure.empty()) {
       const auto partial = cache.string() + "." + std::to_string(::getpid());
-      std::ofstream(partial) << std::setprecision(17) << *reference_accuracy_ << "\n";
+      std::ofstream(partial) << std::setprecision(17) << *reference_accuracy << "\n";
       fs::rename(partial, cache, ec);  // atomic: a case running beside this one reads all or nothing
     }
   }
 
   void SetUp() override {
-    ASSERT_TRUE(reference_failure_.empty()) << reference_failure_;
+    ASSERT_TRUE(reference_failure.empty()) << reference_failure;
     std::string name = GetParam().attack;
     dir_ = fs::temp_directory_path() / ("tandem_attack_" + name + "_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
@@ -355,13 +356,13 @@ class HostileAttack : public ::testing::TestWithParam<AttackCase> {
     if (!HasFailure()) fs::remove_all(dir_);  // kept for a look when the case failed
   }
 
-  static std::optional<double> reference_accuracy_;
-  static std::string reference_failure_;
+  static std::optional<double> reference_accuracy;
+  static std::string reference_failure;
   fs::path dir_;
 };
 
-std::optional<double> HostileAttack::reference_accuracy_;
-std::string HostileAttack::reference_failure_;
+std::optional<double> HostileAttack::reference_accuracy;
+std::string HostileAttack::reference_failure;
 
 TEST_P(HostileAttack, GoodRunIsUnharmedAndTheCloudStaysBoundedAndStoppable) {
   const AttackCase& c = GetParam();
@@ -384,15 +385,15 @@ TEST_P(HostileAttack, GoodRunIsUnharmedAndTheCloudStaysBoundedAndStoppable) {
   testing::ChildProcess edge({EDGE_TRAINER, "--config", config, "--set", "link.endpoint=" + cloud.endpoint, "--set",
                               "run.output_dir=" + (dir_ / "edge").string(), "--set", "metrics.port=0"},
                              (dir_ / "edge.log").string());
-  const int edge_code = edge.wait(60s);
-  EXPECT_EQ(edge_code, 0) << "good edge (-1: still running after 60 s):\n"
+  const int edge_code = edge.wait(45s);
+  EXPECT_EQ(edge_code, 0) << "good edge (-1: still running after 45 s):\n"
                           << tail(edge.output()) << "\ncloud log tail:\n"
                           << tail(cloud.process.output());
   const auto accuracy = finalTestAccuracy(dir_ / "edge" / "summary-edge.json");
-  ASSERT_TRUE(reference_accuracy_.has_value());
+  ASSERT_TRUE(reference_accuracy.has_value());
   if (edge_code == 0) {
     ASSERT_TRUE(accuracy.has_value()) << "no final_test_accuracy in the good edge's summary";
-    EXPECT_NEAR(*accuracy, *reference_accuracy_, 1e-6) << "K = 0 split training is deterministic";
+    EXPECT_NEAR(*accuracy, *reference_accuracy, 1e-6) << "K = 0 split training is deterministic";
   }
 
   // An attack that does not hold its connections ends by itself, within its budget.
