@@ -440,6 +440,29 @@ TEST_P(HostileAttack, GoodRunIsUnharmedAndTheCloudStaysBoundedAndStoppable) {
   RecordProperty("attack_summary", attack_output);
 }
 
+// The tool's own contract: --help names every attack of the table, a bad command line
+// exits 2, an attack on a port where nothing listens still ends by its budget with exit 0.
+TEST(TandemAttackCli, HelpListsTheAttacksAndBadArgumentsExit2) {
+  const auto help = testing::runCommand(std::string(TANDEM_ATTACK) + " --help", 30);
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  for (const auto& c : kAttackCases) EXPECT_THAT(help.output, HasSubstr(c.attack));
+  const auto unknown =
+      testing::runCommand(std::string(TANDEM_ATTACK) + " --endpoint tcp://127.0.0.1:1 --attack nope", 30);
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  const auto missing = testing::runCommand(std::string(TANDEM_ATTACK) + " --attack junk", 30);
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  const auto bad_config = testing::runCommand(
+      std::string(TANDEM_ATTACK) + " --endpoint tcp://127.0.0.1:1 --attack junk --config /nonexistent.yaml", 30);
+  EXPECT_EQ(bad_config.exit_code, 2) << bad_config.output;
+  const int port = freePort();
+  const auto nobody =
+      testing::runCommand(std::string(TANDEM_ATTACK) + " --endpoint tcp://127.0.0.1:" + std::to_string(port) +
+                              " --attack replay --seconds 2",
+                          30);
+  EXPECT_EQ(nobody.exit_code, 0) << nobody.output;
+  EXPECT_THAT(nobody.output, HasSubstr("tandem_attack: attack=replay sent="));
+}
+
 std::string caseName(const ::testing::TestParamInfo<AttackCase>& info) {
   std::string name = info.param.attack;
   for (auto& ch : name) {

@@ -98,6 +98,11 @@ class Deadline {
       : end_(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))),
         stop_(stop) {}
   bool over() const { return stop_ || Clock::now() >= end_; }
+  // At most `wait`, and no longer than the budget has left.
+  std::chrono::milliseconds cap(std::chrono::milliseconds wait) const {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end_ - Clock::now());
+    return std::max(std::chrono::milliseconds(0), std::min(wait, left));
+  }
   // Sleeps until the budget ends (or the attack is stopped), in short naps.
   void hold() const {
     while (!over()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -390,7 +395,7 @@ std::vector<std::function<Batch(const Peer&, std::uint64_t)>> shapeLies(const Ta
 void oversizeShapes(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally) {
   zmq::context_t context;
   Peer peer(context, target, tally);
-  if (!peer.handshake(kHandshakeTimeout)) return;
+  if (!peer.handshake(deadline.cap(kHandshakeTimeout))) return;
   beginEpoch(peer, target.hello.staleness, budget.count);
   const auto lies = shapeLies(target);
   for (std::int64_t i = 0; i < budget.count && !deadline.over(); ++i) {
@@ -405,7 +410,7 @@ void oversizeShapes(const Target& target, const Budget& budget, const Deadline& 
 void manyFrames(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally) {
   zmq::context_t context;
   Peer peer(context, target, tally);
-  if (!peer.handshake(kHandshakeTimeout)) return;
+  if (!peer.handshake(deadline.cap(kHandshakeTimeout))) return;
   beginEpoch(peer, target.hello.staleness, 1);
   const std::vector<std::string> frames(99999);  // with the header: 100 000 frames
   for (std::int64_t i = 0; i < budget.count && !deadline.over(); ++i) {
@@ -423,7 +428,7 @@ void bigFrames(const Target& target, const Budget& budget, const Deadline& deadl
     // One connection each: ZeroMQ drops the connection of a peer whose frame is over the
     // limit, before reading it.
     Peer peer(context, target, tally);
-    if (!peer.handshake(kHandshakeTimeout)) return;
+    if (!peer.handshake(deadline.cap(kHandshakeTimeout))) return;
     const std::uint64_t size = limit + (i % 2 == 0 ? 0 : 1);
     auto h = peer.header(MessageType::kActivations);
     TensorMeta meta;
@@ -439,7 +444,7 @@ void bigFrames(const Target& target, const Budget& budget, const Deadline& deadl
 void replay(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally) {
   zmq::context_t context;
   Peer peer(context, target, tally);
-  if (!peer.handshake(kHandshakeTimeout)) return;
+  if (!peer.handshake(deadline.cap(kHandshakeTimeout))) return;
   beginEpoch(peer, target.hello.staleness, budget.count);
   std::uint64_t next_step = 0;
   std::optional<Batch> last;
@@ -637,7 +642,7 @@ void resyncFlood(const Target& target, const Budget& budget, const Deadline& dea
   constexpr std::uint64_t kSteps = 140;
   zmq::context_t context;
   Peer peer(context, target, tally, Peer::Options{true});
-  if (!peer.handshake(kHandshakeTimeout)) return;
+  if (!peer.handshake(deadline.cap(kHandshakeTimeout))) return;
   beginEpoch(peer, kStaleness, static_cast<std::int64_t>(kSteps) * 2);
   for (std::uint64_t step = 0; step < kSteps && !deadline.over(); ++step) {
     auto b = validBatch(peer, target, MessageType::kActivations, step, 1);
