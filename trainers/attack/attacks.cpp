@@ -63,11 +63,12 @@ const std::vector<AttackInfo>& attackTable() {
        "others stop mid-greeting; held until the time budget ends (count: connections)"},
       {"resync-flood", 300,
        "one session with K 64, 140 training steps, then Resyncs for everything from step 0 (header-only), each "
-       "after a sequence gap; never reads its socket after the Welcome; held until the time budget ends (count: "
-       "Resyncs)"},
+       "after a sequence gap; never reads its socket after the Welcome; held (a heartbeat a second) until the time "
+       "budget ends "
+       "(count: Resyncs)"},
       {"gap-flood", 20000,
-       "no Hello: header-only messages each after a sequence gap from one connection that never reads; held until "
-       "the time budget ends (count: messages)"},
+       "no Hello: header-only messages each after a sequence gap from one connection that never reads; held (a "
+       "heartbeat a second) until the time budget ends (count: messages)"},
       {"junk", 20000, "random and mutated protocol fuzz corpus frames from 3 connections (count: messages)"},
   };
   return table;
@@ -102,10 +103,6 @@ class Deadline {
   std::chrono::milliseconds cap(std::chrono::milliseconds wait) const {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end_ - Clock::now());
     return std::max(std::chrono::milliseconds(0), std::min(wait, left));
-  }
-  // Sleeps until the budget ends (or the attack is stopped), in short naps.
-  void hold() const {
-    while (!over()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
  private:
@@ -278,6 +275,20 @@ bool beginEpoch(Peer& peer, std::uint32_t staleness, std::int64_t steps) {
 }
 
 constexpr auto kHandshakeTimeout = std::chrono::milliseconds(10000);
+
+// Holds the connection until the budget ends with a heartbeat (in sequence) every second:
+// a peer that never reads but stays alive is never dropped for silence, so whatever it
+// costs the cloud lasts as long as the attacker wants.
+void holdAlive(Peer& peer, const Deadline& deadline) {
+  auto next = Clock::now();
+  while (!deadline.over()) {
+    if (Clock::now() >= next) {
+      peer.send(peer.header(MessageType::kHeartbeat), std::monostate{});
+      next += std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 void helloFlood(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally) {
   zmq::context_t context;
@@ -657,7 +668,7 @@ void resyncFlood(const Target& target, const Budget& budget, const Deadline& dea
     const auto request = static_cast<std::uint64_t>(i + 1);
     if (!peer.send(h, transport::ResyncInfo{request, 0, kSteps, 0, true})) break;
   }
-  deadline.hold();
+  holdAlive(peer, deadline);
 }
 
 void gapFlood(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally) {
@@ -671,7 +682,7 @@ void gapFlood(const Target& target, const Budget& budget, const Deadline& deadli
     const Body body = i % 2 == 0 ? Body{std::monostate{}} : Body{transport::EpochInfo{}};
     if (!peer.send(h, body)) break;
   }
-  deadline.hold();
+  holdAlive(peer, deadline);
 }
 
 // The protocol fuzz corpus (tests/fuzz/corpus/protocol): byte 0 frame count, then
