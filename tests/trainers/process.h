@@ -86,6 +86,7 @@ class ChildProcess {
     return code_;
   }
   void signal(int sig) { ::kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   std::string output() const {
     std::ifstream in(log_path_);
     std::stringstream s;
