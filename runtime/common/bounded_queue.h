@@ -26,8 +26,9 @@ class BoundedQueue {
     return true;
   }
 
-  // Never blocks; false when full or closed.
-  bool tryPush(T item) {
+  // Never blocks; false when full or closed, and then `item` is left as it was (the
+  // caller still has it: a reference, so that a failed push moves nothing).
+  bool tryPush(T&& item) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_ || items_.size() >= capacity_) return false;
     items_.push_back(std::move(item));

@@ -110,22 +110,50 @@ void CloudTrainer::replyError(const std::string& peer, ErrorCode code, const std
   transport_->send(std::move(message));
 }
 
+bool CloudTrainer::makeRoom(const std::string& origin, const std::string& who) {
+  while (true) {
+    session::SessionCounts counts{sessions_.size(), 0, 0};
+    for (const auto& entry : sessions_) {
+      counts.same_peer += entry.second->origin == origin ? 1 : 0;
+      counts.pending += entry.second->begun ? 0 : 1;
+    }
+    const auto busy = session::admissionRefusal(config_.limits, counts);
+    if (!busy) return true;
+    if (metrics_) metrics_->limitHit(busy->limit);
+    // A session that has not begun an epoch is the cheapest to lose and, under a flood of
+    // Hellos that disconnect, a dead one: the oldest of them (of this peer, when that is
+    // the limit hit) makes room, so that a flood cannot lock out an edge that arrives later.
+    const bool same_peer_only = std::string(busy->limit) == "sessions_per_peer";
+    Session* victim = nullptr;
+    for (const auto& entry : sessions_) {
+      Session& candidate = *entry.second;
+      if (candidate.begun || (same_peer_only && candidate.origin != origin)) continue;
+      if (!victim || candidate.start < victim->start) victim = &candidate;
+    }
+    if (!victim) {
+      ++refused_;
+      last_refusal_ = busy->text;
+      limited_.log(spdlog::level::warn, who, "busy", "refused a Hello from {}: {}", who, busy->text);
+      return false;
+    }
+    limited_.log(spdlog::level::warn, who, "evicted",
+                 "session {:016x} ({}) ended before its first epoch to make room: {}", victim->id(), victim->origin,
+                 busy->text);
+    replyError(victim->link.peer(), ErrorCode::kBusy,
+               "session ended before its first epoch to make room: " + busy->text, victim->id());
+    const std::string victim_peer = victim->link.peer();
+    endSession(victim_peer, SessionEnd::kFailed, "evicted");
+  }
+}
+
 void CloudTrainer::onHello(Message& message) {
   const auto& hello = std::get<transport::Hello>(message.body);
   if (sessions_.count(message.peer)) {
     throw WireError(ErrorCode::kUnexpected, "this edge already has a session; Hello is sent once");
   }
   const std::string who = message.origin.empty() ? peerName(message.peer) : message.origin;
-  session::SessionCounts counts{sessions_.size(), 0, 0};
-  for (const auto& entry : sessions_) {
-    counts.same_peer += entry.second->origin == message.origin ? 1 : 0;
-    counts.pending += entry.second->begun ? 0 : 1;
-  }
-  if (auto busy = session::admissionRefusal(config_.limits, counts)) {
-    ++refused_;
-    if (metrics_) metrics_->limitHit(busy->limit);
-    limited_.log(spdlog::level::warn, who, "busy", "refused a Hello from {}: {}", who, busy->text);
-    replyError(message.peer, ErrorCode::kBusy, busy->text, 0);
+  if (!makeRoom(message.origin, who)) {
+    replyError(message.peer, ErrorCode::kBusy, last_refusal_, 0);
     return;
   }
   // Everything that needs no memory is checked before anything is allocated for the edge.
@@ -191,10 +219,12 @@ void CloudTrainer::onHello(Message& message) {
   body.weight_tensors = static_cast<std::uint32_t>(state.size());
   body.cloud_profile = cloud_profile_;
   for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
-  log_->info("session {:016x} for edge '{}' (run '{}'): model {}, split {}/{}, K {}, replay {}, uplink {}, {} epochs{}",
-             s->id(), hello.edge_name, hello.run_name, hello.model, s->split(), s->stages, hello.staleness,
-             hello.replay, hello.uplink_codec, hello.epochs,
-             resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
+  limited_.log(spdlog::level::info, who, "session opened",
+               "session {:016x} for edge '{}' (run '{}', {}): model {}, split {}/{}, K {}, replay {}, uplink {}, {} "
+               "epochs{}",
+               s->id(), hello.edge_name, hello.run_name, who, hello.model, s->split(), s->stages, hello.staleness,
+               hello.replay, hello.uplink_codec, hello.epochs,
+               resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
   Session* raw = s.get();
   sessions_[message.peer] = std::move(s);
   raw->link.send(std::move(welcome));
@@ -469,8 +499,8 @@ void CloudTrainer::onLinkEvent(const transport::LinkEvent& event) {
     return;
   }
   limited_.log(spdlog::level::err, s.origin, "edge went silent",
-               "edge '{}' went silent in epoch {} (no message for {} s); ending its session", s.hello.edge_name,
-               s.link.position().epoch + 1, config_.link.peer_timeout_s);
+               "edge '{}' is gone in epoch {} (its connection closed, or no message for {} s); ending its session",
+               s.hello.edge_name, s.link.position().epoch + 1, config_.link.peer_timeout_s);
   if (s.metrics) s.metrics->errors_timeout->Increment();
   endSession(event.peer, SessionEnd::kFailed, "edge went silent");
 }

@@ -66,6 +66,9 @@ class CloudTrainer {
   void countTransportLimits();
   void onLinkEvent(const transport::LinkEvent& event);
   void onHello(transport::Message& message);
+  // Admits one more session of `origin` under limits.*, ending the oldest sessions that
+  // have not begun an epoch when that makes room; false (last_refusal_ says why) when not.
+  bool makeRoom(const std::string& origin, const std::string& who);
   void onActivations(Session& s, transport::Message& message, bool train);
   void onEpochBegin(Session& s, transport::Message& message);
   void onEpochEnd(Session& s, transport::Message& message);
@@ -93,6 +96,7 @@ class CloudTrainer {
   std::string fingerprint_;    // of the model, for the handshake (no copy built per Hello)
   int num_stages_ = 0;
   double session_model_bytes_ = 0.0;  // one session's stages and optimizer state (estimate)
+  std::string last_refusal_;
   std::uint64_t counted_rate_limited_ = 0;
   std::uint64_t counted_overflowed_ = 0;
   std::uint64_t counted_evictions_ = 0;

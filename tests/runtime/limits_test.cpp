@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/common/bounded_queue.h"
 #include "runtime/common/log_limiter.h"
 #include "runtime/common/watchdog.h"
 #include "runtime/config/config.h"
@@ -76,6 +77,14 @@ TEST(LogLimiter, LinesBelowTheLevelCostNothing) {
   for (int i = 0; i < 10; ++i) limited.log(spdlog::level::debug, "p", "r", "{}", i);
   EXPECT_EQ(captured.lines(), 0u);
   EXPECT_EQ(limited.suppressed(), 0u);
+}
+
+TEST(BoundedQueue, AFailedTryPushLeavesTheItemWithTheCaller) {
+  BoundedQueue<std::string> queue(1);
+  EXPECT_TRUE(queue.tryPush(std::string("first")));
+  std::string second = "second";
+  EXPECT_FALSE(queue.tryPush(std::move(second)));
+  EXPECT_EQ(second, "second");  // still there to push again (SequencedLink's held messages)
 }
 
 TEST(Watchdog, AThreadThatStopsBeatingIsReported) {

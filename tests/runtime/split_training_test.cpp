@@ -231,6 +231,11 @@ TEST(SplitTraining, ABusyCloudMakesTheNextEdgeWaitItsTurn) {
   const auto welcome = tandem::test_util::receiveMessage(*occupant, 5s);
   ASSERT_TRUE(welcome);
   ASSERT_EQ(welcome->header.type, transport::MessageType::kWelcome);
+  // An epoch begun: the session is no longer pending, so nothing may end it to make room.
+  transport::Message begin(transport::MessageType::kEpochBegin, transport::EpochInfo{0, 12, 0.0, 0.0});
+  begin.header.session = welcome->header.session;
+  occupant->send(std::move(begin));
+  std::this_thread::sleep_for(200ms);
 
   auto edge = testing::makeEdge(config, cloud.endpoint);
   std::atomic<bool> stop{false};
@@ -252,6 +257,49 @@ TEST(SplitTraining, ABusyCloudMakesTheNextEdgeWaitItsTurn) {
   run.join();
   EXPECT_EQ(failure, "");
   EXPECT_EQ(summary.history.size(), 1u);
+  cloud.finish();
+}
+
+// Hellos that never begin an epoch (a flood, from the same address as the good edge) can
+// not lock the good edge out: the oldest of them make room.
+TEST(SplitTraining, AFloodOfHellosCannotLockOutAnEdge) {
+  auto config = smallConfig("mlp");
+  config.limits.max_pending_sessions = 3;
+  config.limits.max_sessions_per_peer = 4;
+  testing::CloudThread cloud(config, {true});
+  const auto model = pipeline::buildModel(config);
+  auto options = pipeline::zmqOptions(config, "edge");
+  options.endpoint = cloud.endpoint;
+  std::vector<std::unique_ptr<transport::ZmqTransport>> flood;
+  for (int i = 0; i < 10; ++i) {
+    flood.push_back(std::make_unique<transport::ZmqTransport>(options));
+    flood.back()->send(transport::Message(transport::MessageType::kHello,
+                                          transport::Hello{"flood",
+                                                           "flood" + std::to_string(i),
+                                                           "mlp",
+                                                           model.fingerprint(),
+                                                           static_cast<std::uint32_t>(model.numStages()),
+                                                           1,
+                                                           16,
+                                                           0,
+                                                           "recompute",
+                                                           "none",
+                                                           "none",
+                                                           1,
+                                                           false,
+                                                           {}}));
+    ASSERT_TRUE(tandem::test_util::receiveMessage(*flood.back(), 5s));  // Welcome
+  }
+  // The first seven were told their session ended to make room.
+  const auto ended = tandem::test_util::receiveMessage(*flood.front(), 5s);
+  ASSERT_TRUE(ended);
+  ASSERT_EQ(ended->header.type, transport::MessageType::kError);
+  EXPECT_EQ(std::get<transport::ErrorInfo>(ended->body).code, transport::ErrorCode::kBusy);
+  EXPECT_THAT(std::get<transport::ErrorInfo>(ended->body).message,
+              HasSubstr("session ended before its first epoch to make room"));
+  auto edge = testing::makeEdge(config, cloud.endpoint);
+  std::atomic<bool> stop{false};
+  EXPECT_EQ(edge->run(stop).history.size(), 1u);
   cloud.finish();
 }
 

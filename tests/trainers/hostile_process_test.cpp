@@ -163,7 +163,7 @@ struct AttackCase {
 // clang-format off
 const AttackCase kAttackCases[] = {
     // attack            count   s    holds  peak  settled  log  limit               fingerprint
-    {"hello-flood",      1000,   30,  false, 200,  64,      1.0, "pending_sessions", false},
+    {"hello-flood",      1000,   30,  false, 200,  64,      1.0, "sessions_per_peer", false},
     {"bad-handshake",    10000,  20,  false, 200,  -1,      1.0, "",                 true},
     {"oversize-shapes",  5000,   30,  false, 200,  -1,      1.0, "",                 false},
     {"many-frames",      10,     30,  false, 200,  64,      1.0, "",                 false},
@@ -171,7 +171,7 @@ const AttackCase kAttackCases[] = {
     {"replay",           2000,   30,  false, 200,  -1,      1.0, "",                 false},
     {"slow-drip",        16,     40,  true,  200,  -1,      1.0, "",                 false},
     {"resync-flood",     300,    40,  true,  200,  -1,      1.0, "peer_queue",       false},
-    {"gap-flood",        20000,  40,  true,  200,  -1,      1.0, "peer_rate",        false},
+    {"gap-flood",        20000,  40,  true,  200,  -1,      1.0, "",                 false},
     {"junk",             20000,  30,  false, 200,  -1,      1.0, "",                 false},
 };
 // clang-format on
