@@ -617,6 +617,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readDouble("session_memory_mb", c.limits.session_memory_mb);
     s.readDouble("peer_messages_per_s", c.limits.peer_messages_per_s);
     s.readInt("peer_queue_messages", c.limits.peer_queue_messages);
+    s.readDouble("peer_queue_mb", c.limits.peer_queue_mb);
     s.readInt("log_burst", c.limits.log_burst);
     s.readDouble("log_interval_s", c.limits.log_interval_s);
     s.finish();

@@ -168,6 +168,7 @@ struct LimitsConfig {
   double session_memory_mb = 1024.0;    // a session's stages, optimizer state and reply cache
   double peer_messages_per_s = 5000.0;  // per connection; more are dropped (0: no limit)
   int peer_queue_messages = 256;        // messages waiting for one peer that does not read; more are dropped
+  double peer_queue_mb = 64.0;          // and at most this much
   int log_burst = 10;                   // full log lines per peer and reason, then a counter line
   double log_interval_s = 10.0;         // how often a counter line is written
 };

@@ -429,6 +429,10 @@ std::vector<KeySpec> buildSchema() {
        "cloud: messages waiting for one peer that does not read; more are dropped")
       .range(8, 1000000);
   k.add(
+       "limits.peer_queue_mb", T::kNumber, [](const Config& c) { return yamlNumber(c.limits.peer_queue_mb); },
+       "cloud: bytes waiting for one peer that does not read, at most; more are dropped")
+      .above(0, 1e6);
+  k.add(
        "limits.log_burst", T::kInteger, [](const Config& c) { return yamlInt(c.limits.log_burst); },
        "log lines a peer can cause per reason in full; then one counter line per interval")
       .range(1, 1000000);

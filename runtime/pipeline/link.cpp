@@ -18,6 +18,7 @@ transport::ZmqOptions zmqOptions(const config::Config& config, const std::string
   o.reconnect_grace = millis(config.link.reconnect_grace_s);
   o.peer_messages_per_s = config.limits.peer_messages_per_s;
   o.peer_queue_messages = static_cast<std::size_t>(config.limits.peer_queue_messages);
+  o.peer_queue_bytes = static_cast<std::uint64_t>(config.limits.peer_queue_mb * 1048576.0);
   const auto& sec = config.security;
   const bool cloud = role == "cloud";
   if (sec.mode == config::SecurityMode::kPlaintext) {

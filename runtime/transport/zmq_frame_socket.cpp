@@ -254,23 +254,29 @@ bool ZmqFrameSocket::pumpOutbound(zmq::socket_t& socket) {
     auto m = outbound_.tryPop();
     if (!m) break;
     auto& queue = pending_[many ? m->peer : std::string()];
-    if (many && queue.size() >= options_.peer_queue_messages) {
+    const auto bytes = wireBytes(*m);
+    if (many &&
+        (queue.messages.size() >= options_.peer_queue_messages || queue.bytes + bytes > options_.peer_queue_bytes)) {
       ++overflowed_;
       limited_.log(spdlog::level::warn, peerName(m->peer), "send queue full",
-                   "{} is not reading: {} messages wait for it (limits.peer_queue_messages); dropped {}",
-                   peerName(m->peer), queue.size(), messageTypeName(m->header.type));
+                   "{} is not reading: {} messages ({:.1f} MB) wait for it (limits.peer_queue_messages, "
+                   "limits.peer_queue_mb); dropped {}",
+                   peerName(m->peer), queue.messages.size(), static_cast<double>(queue.bytes) / 1048576.0,
+                   messageTypeName(m->header.type));
       continue;
     }
-    queue.push_back(std::move(*m));
+    queue.bytes += bytes;
+    queue.messages.push_back(std::move(*m));
     ++pending_count_;
   }
   for (auto it = pending_.begin(); it != pending_.end();) {
     auto& queue = it->second;
-    while (!queue.empty() && sendNow(socket, queue.front())) {
-      queue.pop_front();
+    while (!queue.messages.empty() && sendNow(socket, queue.messages.front())) {
+      queue.bytes -= std::min(queue.bytes, wireBytes(queue.messages.front()));
+      queue.messages.pop_front();
       --pending_count_;
     }
-    it = queue.empty() ? pending_.erase(it) : std::next(it);
+    it = queue.messages.empty() ? pending_.erase(it) : std::next(it);
   }
   return pending_count_ > 0;
 }

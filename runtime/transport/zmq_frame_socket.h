@@ -58,6 +58,7 @@ struct ZmqSocketOptions {
   // (counted in messages_overflowed) so that one stuck peer never holds up the others or
   // the caller. The connecting side has one peer: there a full queue blocks send().
   std::size_t peer_queue_messages = 256;
+  std::uint64_t peer_queue_bytes = std::uint64_t{64} << 20;  // and at most this many bytes
   std::shared_ptr<zmq::context_t> context;  // share one for inproc://; null: a private context
   CurveOptions curve;
 };
@@ -106,7 +107,11 @@ class ZmqFrameSocket final : public FrameSocket {
   BoundedQueue<Message> outbound_;
   BoundedQueue<Received> inbound_;
   // Socket thread only: dequeued, not yet accepted by ZeroMQ, by peer (routing id).
-  std::map<std::string, std::deque<Message>> pending_;
+  struct PeerQueue {
+    std::deque<Message> messages;
+    std::uint64_t bytes = 0;
+  };
+  std::map<std::string, PeerQueue> pending_;
   std::size_t pending_count_ = 0;
 
   std::atomic<bool> stopping_{false};

@@ -84,7 +84,8 @@ TEST(BoundedQueue, AFailedTryPushLeavesTheItemWithTheCaller) {
   EXPECT_TRUE(queue.tryPush(std::string("first")));
   std::string second = "second";
   EXPECT_FALSE(queue.tryPush(std::move(second)));
-  EXPECT_EQ(second, "second");  // still there to push again (SequencedLink's held messages)
+  // Still there to push again (SequencedLink's held messages): a failed tryPush moves nothing.
+  EXPECT_EQ(second, "second");  // NOLINT(bugprone-use-after-move)
 }
 
 TEST(Watchdog, AThreadThatStopsBeatingIsReported) {

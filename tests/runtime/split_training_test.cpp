@@ -5,6 +5,7 @@
 #include <map>
 #include <zmq_addon.hpp>
 
+#include "runtime/common/watchdog.h"
 #include "runtime/pipeline/setup.h"
 #include "runtime/pipeline/standalone.h"
 #include "tests/runtime/receive_util.h"
@@ -330,8 +331,13 @@ TEST(SplitTraining, EdgeGivesUpWhenTheCloudIsNotUp) {
 // A peer that speaks raw frames.
 class RawPeer {
  public:
-  explicit RawPeer(const std::string& endpoint) : socket_(context_, zmq::socket_type::dealer) {
+  // `deaf`: the peer will stop reading, and keeps as little as it can while it does not.
+  explicit RawPeer(const std::string& endpoint, bool deaf = false) : socket_(context_, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (deaf) {
+      socket_.set(zmq::sockopt::rcvhwm, 1);
+      socket_.set(zmq::sockopt::rcvbuf, 4096);
+    }
     socket_.connect(endpoint);
   }
   void sendFrames(const std::vector<std::string>& frames) {
@@ -497,6 +503,49 @@ TEST(SplitTraining, HostilePeerCannotDisturbAGoodRun) {
   EXPECT_GT(summary.history.back().test_accuracy, 0.5);
   cloud.finish();
   EXPECT_EQ(cloud.cloud->lastSummary().run_name, "split_test");
+}
+
+// The watchdog: a peer that asks for large replies and never reads them (the deadlock of a
+// cycle of bounded queues) while a good edge trains. Every thread of the cloud keeps
+// turning, and the good run completes.
+TEST(SplitTraining, EveryCloudThreadKeepsTurningWhileAPeerDoesNotRead) {
+  auto config = smallConfig("cnn");
+  config.split.point = 2;
+  testing::CloudThread cloud(config, {true});
+  RawPeer deaf(cloud.endpoint, true);
+  const auto model = buildModel(config);
+  deaf.send(headerOf(transport::MessageType::kHello),
+            transport::Hello{
+                "deaf", "deaf", "cnn", model.fingerprint(), 5, 2, 16, 0, "recompute", "none", "none", 1, false, {}});
+  const auto welcome = deaf.next();
+  ASSERT_EQ(welcome.header.type, transport::MessageType::kWelcome);
+  std::atomic<bool> done{false};
+  std::vector<std::string> stalls;
+  std::thread sampler([&] {
+    while (!done) {
+      for (const auto& p : watchdog::stalled(1500ms)) {
+        if (p.name.rfind("cloud", 0) == 0) stalls.push_back(p.name);
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  std::thread flood([&] {
+    // 4 000 probes, each asking for 1 MiB back: 4 GiB the peer never reads.
+    for (int i = 0; i < 4000 && !done; ++i) {
+      deaf.send(headerOf(transport::MessageType::kProbe, welcome.header.session),
+                transport::ProbeInfo{0.0, 0.0, 0.0, static_cast<std::uint64_t>(config.scheduler.probe_bytes) * 4});
+      if (i % 100 == 99) std::this_thread::sleep_for(20ms);  // under limits.peer_messages_per_s
+    }
+  });
+  auto edge = testing::makeEdge(config, cloud.endpoint);
+  std::atomic<bool> stop{false};
+  const auto summary = edge->run(stop);
+  done = true;
+  flood.join();
+  sampler.join();
+  EXPECT_EQ(summary.history.size(), 1u);
+  EXPECT_THAT(stalls, ::testing::IsEmpty());
+  cloud.finish();
 }
 
 }  // namespace
