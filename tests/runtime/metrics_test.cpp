@@ -17,6 +17,7 @@ namespace tandem::telemetry {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The value of the sample whose name and labels are exactly `series` (as written by the
 // text format, e.g. `tandem_epoch{edge="e1",role="edge"}`), if there is one.
@@ -77,12 +78,30 @@ TEST(Metrics, NamesFollowPrometheusConventions) {
       EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
     }
   }
-  EXPECT_EQ(families, 21);
+  EXPECT_EQ(families, 22);
   EXPECT_EQ(process_families, 7);
   // Both roles and several edges coexist.
   auto& other = metrics.forEdge("e2");
   EXPECT_NE(&other, &m);
   EXPECT_EQ(&metrics.forEdge("e1"), &m);
+}
+
+TEST(Metrics, LimitHitsExistFromTheStartAndEdgeNamesAreBounded) {
+  Metrics metrics("cloud", config::MetricsConfig{});
+  for (const char* limit : Metrics::kLimits) {
+    EXPECT_THAT(metrics.text(),
+                HasSubstr(std::string("tandem_limit_hits_total{limit=\"") + limit + "\",role=\"cloud\"} 0"));
+  }
+  metrics.limitHit("peer_rate", 3);
+  metrics.limitHit("peer_rate");
+  EXPECT_EQ(metrics.limitHits("peer_rate"), 4.0);
+  EXPECT_THAT(metrics.text(), HasSubstr(R"(tandem_limit_hits_total{limit="peer_rate",role="cloud"} 4)"));
+  // Peers name their own series: past kMaxEdgeSeries names they share one.
+  for (std::size_t i = 0; i < Metrics::kMaxEdgeSeries; ++i) metrics.forEdge("edge" + std::to_string(i));
+  auto& late = metrics.forEdge("one-too-many");
+  EXPECT_EQ(&late, &metrics.forEdge("another"));
+  EXPECT_THAT(metrics.text(), HasSubstr(R"(edge="_other")"));
+  EXPECT_THAT(metrics.text(), Not(HasSubstr("one-too-many")));
 }
 
 TEST(Metrics, UnknownValuesAreNaNUntilKnown) {
