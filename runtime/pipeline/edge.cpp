@@ -94,19 +94,7 @@ Message EdgeTrainer::newMessage(MessageType type, transport::Body body, int epoc
 }
 
 void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
-  transport::Hello hello;
-  hello.edge_name = edgeName();
-  hello.run_name = config_.run.name;
-  hello.model = config_.model.name;
-  hello.fingerprint = model_.fingerprint();
-  hello.num_stages = static_cast<std::uint32_t>(model_.numStages());
-  hello.split_point = static_cast<std::uint32_t>(split_);
-  hello.batch_size = static_cast<std::uint32_t>(config_.data.batch_size);
-  hello.staleness = static_cast<std::uint32_t>(config_.split.staleness);
-  hello.replay = config::toString(config_.split.replay);
-  hello.uplink_codec = config_.compression.uplink;
-  hello.downlink_codec = config_.compression.downlink;
-  hello.epochs = static_cast<std::uint32_t>(config_.run.epochs);
+  transport::Hello hello = helloFor(config_, model_, split_, edgeName());
   if (resume_requested_) {
     hello.resume = true;
     hello.checkpoints = checkpoints_->validSteps();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "runtime/common/error.h"
+#include "runtime/config/enum_names.h"
 
 namespace tandem::pipeline {
 
@@ -77,6 +78,24 @@ models::ModelSpec modelSpec(const config::Config& config) {
                        " classes of dataset '" + info.name + "'");
   }
   return spec;
+}
+
+transport::Hello helloFor(const config::Config& config, const models::StageModel& model, int split,
+                          std::string edge_name) {
+  transport::Hello hello;
+  hello.edge_name = std::move(edge_name);
+  hello.run_name = config.run.name;
+  hello.model = config.model.name;
+  hello.fingerprint = model.fingerprint();
+  hello.num_stages = static_cast<std::uint32_t>(model.numStages());
+  hello.split_point = static_cast<std::uint32_t>(split);
+  hello.batch_size = static_cast<std::uint32_t>(config.data.batch_size);
+  hello.staleness = static_cast<std::uint32_t>(config.split.staleness);
+  hello.replay = config::toString(config.split.replay);
+  hello.uplink_codec = config.compression.uplink;
+  hello.downlink_codec = config.compression.downlink;
+  hello.epochs = static_cast<std::uint32_t>(config.run.epochs);
+  return hello;
 }
 
 models::StageModel buildModel(const config::Config& config) {

@@ -12,6 +12,7 @@
 #include "runtime/data/loader.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/telemetry/summary.h"
+#include "runtime/transport/protocol.h"
 
 namespace tandem::pipeline {
 
@@ -20,6 +21,10 @@ models::StageModel buildModel(const config::Config& config);
 
 // The split point in force at start-up; ConfigError when it is beyond the model.
 int initialSplitPoint(const config::Config& config, const models::StageModel& model);
+
+// The Hello an edge with `config` and `model`, starting at `split`, sends (no resume).
+transport::Hello helloFor(const config::Config& config, const models::StageModel& model, int split,
+                          std::string edge_name);
 
 std::shared_ptr<const data::Dataset> loadDataset(const config::Config& config, data::Split split);
 std::unique_ptr<data::BatchLoader> makeLoader(const config::Config& config,

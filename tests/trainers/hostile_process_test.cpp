@@ -24,6 +24,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "runtime/transport/frame_corpus.h"
 #include "tests/trainers/process.h"
 
 namespace tandem {
@@ -33,26 +34,8 @@ using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// The protocol fuzz corpus (tests/fuzz/corpus/protocol): byte 0 frame count, then
-// length-prefixed frames.
 std::vector<std::vector<std::string>> seedMessages() {
-  std::vector<std::vector<std::string>> out;
-  for (const auto& entry : fs::directory_iterator(fs::path(TANDEM_SOURCE_DIR) / "tests/fuzz/corpus/protocol")) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.empty()) continue;
-    std::vector<std::string> frames;
-    std::size_t pos = 1;
-    for (int i = 0; i < static_cast<unsigned char>(bytes[0]) % 9 && pos + 4 <= bytes.size(); ++i) {
-      std::uint32_t length = 0;
-      std::memcpy(&length, bytes.data() + pos, 4);
-      pos += 4;
-      frames.push_back(bytes.substr(pos, length));
-      pos += length;
-    }
-    if (!frames.empty()) out.push_back(frames);
-  }
-  return out;
+  return transport::readFrameCorpus((fs::path(TANDEM_SOURCE_DIR) / "tests/fuzz/corpus/protocol").string());
 }
 
 TEST(HostilePeers, GoodRunCompletesUnderAFloodOfBadFrames) {

@@ -23,6 +23,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "runtime/transport/frame_corpus.h"
+
 namespace tandem::attack {
 namespace {
 
@@ -685,33 +687,9 @@ void gapFlood(const Target& target, const Budget& budget, const Deadline& deadli
   holdAlive(peer, deadline);
 }
 
-// The protocol fuzz corpus (tests/fuzz/corpus/protocol): byte 0 frame count, then
-// length-prefixed frames.
-std::vector<std::vector<std::string>> corpusMessages(const std::string& dir) {
-  std::vector<std::vector<std::string>> out;
-  std::error_code ec;
-  if (dir.empty() || !fs::is_directory(dir, ec)) return out;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.empty()) continue;
-    std::vector<std::string> frames;
-    std::size_t pos = 1;
-    for (int i = 0; i < static_cast<unsigned char>(bytes[0]) % 9 && pos + 4 <= bytes.size(); ++i) {
-      std::uint32_t length = 0;
-      std::memcpy(&length, bytes.data() + pos, 4);
-      pos += 4;
-      frames.push_back(bytes.substr(pos, length));
-      pos += length;
-    }
-    if (!frames.empty()) out.push_back(frames);
-  }
-  return out;
-}
-
 void junk(const Target& target, const Budget& budget, const Deadline& deadline, Tally& tally,
           const std::string& corpus_dir) {
-  const auto seeds = corpusMessages(corpus_dir);
+  const auto seeds = transport::readFrameCorpus(corpus_dir);
   std::atomic<std::int64_t> left{budget.count};
   std::vector<std::thread> threads;
   for (int a = 0; a < 3; ++a) {
