@@ -49,6 +49,11 @@ int main(int argc, char** argv) {
                  "The cloud's config: model, batch size, split and link.max_message_mb for valid messages (default: "
                  "the config defaults)")
       ->type_name("FILE");
+  std::string source;
+  cli.add_option("--source", source,
+                 "Connect from this local IPv4 address (e.g. 127.0.0.2, to be another peer than an edge on "
+                 "127.0.0.1 for the cloud's per-peer limits)")
+      ->type_name("ADDR");
   cli.add_option("--corpus", corpus, "Protocol fuzz corpus for junk (random frames if missing)")
       ->type_name("DIR")
       ->capture_default_str();
@@ -68,6 +73,7 @@ int main(int argc, char** argv) {
     const auto config = config_path.empty() ? config::parseConfig("run: {name: tandem}\n", "(defaults)")
                                             : config::loadConfig(config_path);
     target = attack::makeTarget(config, endpoint);
+    target.source = source;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "tandem_attack: %s\n", e.what());
     return 2;

@@ -121,13 +121,26 @@ bool CloudTrainer::makeRoom(const std::string& origin, const std::string& who) {
     if (!busy) return true;
     if (metrics_) metrics_->limitHit(busy->limit);
     // A session that has not begun an epoch is the cheapest to lose and, under a flood of
-    // Hellos that disconnect, a dead one: the oldest of them (of this peer, when that is
-    // the limit hit) makes room, so that a flood cannot lock out an edge that arrives later.
-    const bool same_peer_only = std::string(busy->limit) == "sessions_per_peer";
+    // Hellos that disconnect, a dead one. The oldest of them makes room, so that a flood
+    // cannot lock out an edge that arrives later: of this peer when the per-peer limit is
+    // the one hit, else of the peer with the most such sessions (the flooder, not an edge
+    // that is starting).
+    std::map<std::string, int> pending_of;
+    for (const auto& entry : sessions_) pending_of[entry.second->origin] += entry.second->begun ? 0 : 1;
+    std::string from = origin;
+    if (std::string(busy->limit) != "sessions_per_peer") {
+      int most = 0;
+      for (const auto& [peer, n] : pending_of) {
+        if (n > most) {
+          from = peer;
+          most = n;
+        }
+      }
+    }
     Session* victim = nullptr;
     for (const auto& entry : sessions_) {
       Session& candidate = *entry.second;
-      if (candidate.begun || (same_peer_only && candidate.origin != origin)) continue;
+      if (candidate.begun || candidate.origin != from) continue;
       if (!victim || candidate.start < victim->start) victim = &candidate;
     }
     if (!victim) {

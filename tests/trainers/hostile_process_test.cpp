@@ -362,7 +362,10 @@ TEST_P(HostileAttack, GoodRunIsUnharmedAndTheCloudStaysBoundedAndStoppable) {
 
   testing::ChildProcess attack({TANDEM_ATTACK, "--endpoint", cloud.endpoint, "--attack", c.attack, "--count",
                                 std::to_string(c.count), "--seconds", std::to_string(c.seconds), "--config", config,
-                                "--corpus", std::string(TANDEM_SOURCE_DIR) + "/tests/fuzz/corpus/protocol"},
+                                "--corpus", std::string(TANDEM_SOURCE_DIR) + "/tests/fuzz/corpus/protocol",
+                                // Another address than the good edge's: the cloud's per-peer
+                                // limits (per address in plaintext) tell them apart.
+                                "--source", "127.0.0.2"},
                                (dir_ / "attack.log").string());
   std::this_thread::sleep_for(300ms);  // the attack starts before the good edge
   testing::ChildProcess edge({EDGE_TRAINER, "--config", config, "--set", "link.endpoint=" + cloud.endpoint, "--set",

@@ -129,7 +129,9 @@ class Peer {
       socket_.set(zmq::sockopt::rcvhwm, 1);
       socket_.set(zmq::sockopt::rcvbuf, 4096);
     }
-    socket_.connect(target.endpoint);
+    // ZeroMQ's "tcp://SOURCE:0;HOST:PORT" connects from SOURCE.
+    socket_.connect(target.source.empty() ? target.endpoint
+                                          : "tcp://" + target.source + ":0;" + target.endpoint.substr(6));
   }
   Peer(zmq::context_t& context, const Target& target, Tally& tally) : Peer(context, target, tally, Options{}) {}
 
@@ -555,7 +557,7 @@ std::string zmtpLongFrameHeader(std::uint64_t size) {
 }
 
 // A connected TCP socket to tcp://HOST:PORT, or -1.
-int connectTcp(const std::string& endpoint) {
+int connectTcp(const std::string& endpoint, const std::string& source) {
   const std::string prefix = "tcp://";
   if (endpoint.rfind(prefix, 0) != 0) throw TransportError("slow-drip needs a tcp:// endpoint, not '" + endpoint + "'");
   const auto rest = endpoint.substr(prefix.size());
@@ -570,6 +572,16 @@ int connectTcp(const std::string& endpoint) {
     throw TransportError("cannot resolve '" + endpoint + "'");
   }
   const int fd = ::socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  if (fd >= 0 && !source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      ::close(fd);
+      ::freeaddrinfo(found);
+      throw TransportError("cannot connect from " + source);
+    }
+  }
   if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
     ::close(fd);
     ::freeaddrinfo(found);
@@ -604,7 +616,7 @@ void slowDrip(const Target& target, const Budget& budget, const Deadline& deadli
   const auto declared = std::max<std::uint64_t>(1, target.max_message_bytes / 2);
   for (std::int64_t i = 0; i < budget.count && !deadline.over(); ++i) {
     Connection c;
-    c.fd = connectTcp(target.endpoint);
+    c.fd = connectTcp(target.endpoint, target.source);
     if (c.fd < 0) {
       ++tally.errors;
       continue;

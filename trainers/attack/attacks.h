@@ -27,6 +27,9 @@ struct Target {
   std::int64_t num_classes = 10;         // labels must be below this
   std::int64_t batch_size = 1;           // the largest batch the cloud accepts
   std::uint64_t max_message_bytes = 0;   // link.max_message_mb in bytes
+  // Connect from this local address (e.g. 127.0.0.2: another peer than a good edge on
+  // 127.0.0.1, as the cloud's per-peer limits see it); empty: the system's choice.
+  std::string source;
 };
 
 // The target a cloud with `config` presents at `endpoint`: builds the model (LibTorch) for
