@@ -44,4 +44,21 @@ inline std::vector<std::vector<std::string>> readFrameCorpus(const std::string& 
   return out;
 }
 
+// A fuzzing step for a flood of bad messages: one to four random edits of `frames` (a
+// byte appended, a frame cut short, a byte changed). `rng` is a std:: random engine.
+template <typename Rng>
+void mutateFrames(std::vector<std::string>& frames, Rng& rng) {
+  if (frames.empty()) return;
+  for (int e = 1 + static_cast<int>(rng() % 4); e > 0; --e) {
+    auto& f = frames[rng() % frames.size()];
+    if (f.empty() || rng() % 5 == 0) {
+      f.push_back(static_cast<char>(rng()));
+    } else if (rng() % 4 == 0) {
+      f.resize(rng() % f.size());
+    } else {
+      f[rng() % f.size()] = static_cast<char>(rng());
+    }
+  }
+}
+
 }  // namespace tandem::transport

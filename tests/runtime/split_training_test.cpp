@@ -214,21 +214,7 @@ TEST(SplitTraining, ABusyCloudMakesTheNextEdgeWaitItsTurn) {
   occupant_options.endpoint = cloud.endpoint;
   auto occupant = std::make_unique<transport::ZmqTransport>(occupant_options);
   const auto model = pipeline::buildModel(config);
-  occupant->send(
-      transport::Message(transport::MessageType::kHello, transport::Hello{"occupant",
-                                                                          "occupant",
-                                                                          "mlp",
-                                                                          model.fingerprint(),
-                                                                          static_cast<std::uint32_t>(model.numStages()),
-                                                                          1,
-                                                                          16,
-                                                                          0,
-                                                                          "recompute",
-                                                                          "none",
-                                                                          "none",
-                                                                          1,
-                                                                          false,
-                                                                          {}}));
+  occupant->send(transport::Message(transport::MessageType::kHello, pipeline::helloFor(config, model, 1, "occupant")));
   const auto welcome = tandem::test_util::receiveMessage(*occupant, 5s);
   ASSERT_TRUE(welcome);
   ASSERT_EQ(welcome->header.type, transport::MessageType::kWelcome);
@@ -274,21 +260,9 @@ TEST(SplitTraining, AFloodOfHellosCannotLockOutAnEdge) {
   std::vector<std::unique_ptr<transport::ZmqTransport>> flood;
   for (int i = 0; i < 10; ++i) {
     flood.push_back(std::make_unique<transport::ZmqTransport>(options));
-    flood.back()->send(transport::Message(transport::MessageType::kHello,
-                                          transport::Hello{"flood",
-                                                           "flood" + std::to_string(i),
-                                                           "mlp",
-                                                           model.fingerprint(),
-                                                           static_cast<std::uint32_t>(model.numStages()),
-                                                           1,
-                                                           16,
-                                                           0,
-                                                           "recompute",
-                                                           "none",
-                                                           "none",
-                                                           1,
-                                                           false,
-                                                           {}}));
+    auto hello = pipeline::helloFor(config, model, 1, "flood");
+    hello.run_name = "flood" + std::to_string(i);
+    flood.back()->send(transport::Message(transport::MessageType::kHello, std::move(hello)));
     ASSERT_TRUE(tandem::test_util::receiveMessage(*flood.back(), 5s));  // Welcome
   }
   // The first seven were told their session ended to make room.

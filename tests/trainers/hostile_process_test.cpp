@@ -81,16 +81,7 @@ link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.3, peer_timeout_s:
             frames = {std::string(rng() % 200, '\0')};  // random bytes
             for (auto& c : frames[0]) c = static_cast<char>(rng());
           } else {
-            for (int e = 1 + static_cast<int>(rng() % 4); e > 0; --e) {
-              auto& f = frames[rng() % frames.size()];
-              if (f.empty() || rng() % 5 == 0) {
-                f.push_back(static_cast<char>(rng()));
-              } else if (rng() % 4 == 0) {
-                f.resize(rng() % f.size());
-              } else {
-                f[rng() % f.size()] = static_cast<char>(rng());
-              }
-            }
+            transport::mutateFrames(frames, rng);
           }
           for (std::size_t k = 0; k < frames.size(); ++k) {
             socket.send(

@@ -717,16 +717,7 @@ void junk(const Target& target, const Budget& budget, const Deadline& deadline, 
             for (auto& c : frames[0]) c = static_cast<char>(rng());
           } else {
             frames = seeds[rng() % seeds.size()];
-            for (int e = 1 + static_cast<int>(rng() % 4); e > 0; --e) {
-              auto& f = frames[rng() % frames.size()];
-              if (f.empty() || rng() % 5 == 0) {
-                f.push_back(static_cast<char>(rng()));
-              } else if (rng() % 4 == 0) {
-                f.resize(rng() % f.size());
-              } else {
-                f[rng() % f.size()] = static_cast<char>(rng());
-              }
-            }
+            transport::mutateFrames(frames, rng);
           }
           const std::vector<std::string> rest(frames.begin() + 1, frames.end());
           peer.sendFrames(frames[0], rest);
