@@ -269,6 +269,10 @@ int trainerMain(Role role, int argc, char** argv) {
         finalLine(program, json, spdlog::level::warn,
                   "the edge stopped its run early (interrupted); summaries written");
         return kExitInterrupted;
+      case pipeline::CloudOutcome::kDiverged:
+        finalLine(program, json, spdlog::level::err,
+                  "error: the edge's training diverged and its divergence guard stopped the run; summaries written");
+        return kExitFailure;
       case pipeline::CloudOutcome::kFailed:
         finalLine(program, json, spdlog::level::err, "error: the edge went silent before its run completed");
         return kExitFailure;

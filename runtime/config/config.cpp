@@ -539,6 +539,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readSplitPoint("point", c.split.point, c.split.automatic);
     s.readInt("staleness", c.split.staleness);
     s.readEpochMap("staleness_schedule", c.split.staleness_schedule);
+    s.readInt("staleness_warmup_steps", c.split.staleness_warmup_steps);
     s.readEnum("replay", c.split.replay);
     s.readEnum("compensation", c.split.compensation);
     s.finish();
@@ -620,6 +621,17 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.readDouble("peer_queue_mb", c.limits.peer_queue_mb);
     s.readInt("log_burst", c.limits.log_burst);
     s.readDouble("log_interval_s", c.limits.log_interval_s);
+    s.finish();
+  }
+  {
+    auto s = top.section("guard");
+    s.readDouble("spike_factor", c.guard.spike_factor);
+    s.readInt("window", c.guard.window);
+    s.readInt("snapshot_every_steps", c.guard.snapshot_every_steps);
+    s.readInt("max_rollbacks", c.guard.max_rollbacks);
+    s.readDouble("lr_factor", c.guard.lr_factor);
+    s.readInt("inject_nan_step", c.guard.inject_nan_step);
+    s.readEnum("inject_nan_on", c.guard.inject_nan_on);
     s.finish();
   }
   {

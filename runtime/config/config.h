@@ -80,6 +80,10 @@ struct SplitConfig {
   int point = 2;           // stages [0, point) run on the edge
   int staleness = 0;       // K: batches the edge may run ahead of the gradients
   std::map<int, int> staleness_schedule;  // epoch → K from that epoch on
+  // K grows from 0 to its value over the first this many training steps of a run (one
+  // more batch in flight every warmup/K steps): stale gradients hurt most while the loss
+  // falls fastest. 0: K from the first step.
+  int staleness_warmup_steps = 100;
   Replay replay = Replay::kRecompute;
   // How the edge tempers a gradient that is s updates stale: none; lr (step × 1/(1+s));
   // momentum (SGD momentum μ → max(0, μ − s/(s+1)): asynchrony already adds about that
@@ -173,6 +177,19 @@ struct LimitsConfig {
   double log_interval_s = 10.0;         // how often a counter line is written
 };
 
+// The divergence guard (docs/design.md, "Divergence guard").
+struct GuardConfig {
+  double spike_factor = 4.0;      // a loss above factor × the recent median (and 1.0 above it) diverged; 0: off
+  int window = 20;                // training steps in that median
+  int snapshot_every_steps = 20;  // in-memory snapshots on both sides, also at each epoch's start
+  int max_rollbacks = 4;          // one more divergence stops the run (exit 1)
+  double lr_factor = 0.5;         // the last resort of a rollback: learning rate × this
+  // Fault injection for tests and drills: the gradients of this training step (0-based,
+  // counted over the run) are made NaN on `inject_nan_on`; -1: never.
+  std::int64_t inject_nan_step = -1;
+  FaultSide inject_nan_on = FaultSide::kNone;
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   LogFormat format = LogFormat::kText;
@@ -191,6 +208,7 @@ struct Config {
   CheckpointConfig checkpoint;
   MetricsConfig metrics;
   LimitsConfig limits;
+  GuardConfig guard;
   LogConfig log;
 
   // Where the config came from (a file path, or a name given to parseConfig).

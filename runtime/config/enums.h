@@ -30,6 +30,14 @@ struct EnumNames<Compensation> {
       {Compensation::kNone, "none"}, {Compensation::kLr, "lr"}, {Compensation::kMomentum, "momentum"}};
 };
 
+// guard.inject_nan_on: which side's fault injection makes a gradient NaN.
+enum class FaultSide { kNone, kEdge, kCloud };
+template <>
+struct EnumNames<FaultSide> {
+  static constexpr std::pair<FaultSide, const char*> kValues[] = {
+      {FaultSide::kNone, "none"}, {FaultSide::kEdge, "edge"}, {FaultSide::kCloud, "cloud"}};
+};
+
 // optimizer.name
 enum class OptimizerKind { kSgd, kAdam };
 template <>

@@ -261,6 +261,11 @@ std::vector<KeySpec> buildSchema() {
        "epoch → K, e.g. `{0: 0, 2: 4}`")
       .range(0, 64);
   k.add(
+       "split.staleness_warmup_steps", T::kInteger,
+       [](const Config& c) { return yamlInt(c.split.staleness_warmup_steps); },
+       "K grows from 0 to its value over the first this many training steps of a run (0: K from the start)")
+      .range(0, 100000000);
+  k.add(
        "split.replay", T::kChoice, [](const Config& c) { return yamlEnum(c.split.replay); },
        "`recompute`: the edge re-runs the forward of a late batch; `retain`: it keeps the graph")
       .choices(enumNames<Replay>());
@@ -440,6 +445,37 @@ std::vector<KeySpec> buildSchema() {
        "limits.log_interval_s", T::kNumber, [](const Config& c) { return yamlNumber(c.limits.log_interval_s); },
        "how often the counter line of suppressed log lines is written")
       .above(0, 86400);
+  // guard
+  k.add(
+       "guard.spike_factor", T::kNumber, [](const Config& c) { return yamlNumber(c.guard.spike_factor); },
+       "a training loss above this × the median of the last `guard.window` (and 1.0 above it) counts as "
+       "diverged; 0: only non-finite losses and gradients do")
+      .range(0, 1e6);
+  k.add(
+       "guard.window", T::kInteger, [](const Config& c) { return yamlInt(c.guard.window); },
+       "training steps in the recent loss level")
+      .range(1, 100000);
+  k.add(
+       "guard.snapshot_every_steps", T::kInteger, [](const Config& c) { return yamlInt(c.guard.snapshot_every_steps); },
+       "in-memory snapshots to roll back to, on both sides, every this many steps (and at each epoch's start)")
+      .range(1, 1000000);
+  k.add(
+       "guard.max_rollbacks", T::kInteger, [](const Config& c) { return yamlInt(c.guard.max_rollbacks); },
+       "rollbacks a run may make; one more divergence stops it with exit 1 (0: stop at the first)")
+      .range(0, 1000);
+  k.add(
+       "guard.lr_factor", T::kNumber, [](const Config& c) { return yamlNumber(c.guard.lr_factor); },
+       "a rollback with K already 0 and lossless codecs multiplies the learning rate by this")
+      .range(0.001, 1);
+  k.add(
+       "guard.inject_nan_step", T::kInteger, [](const Config& c) { return yamlInt(c.guard.inject_nan_step); },
+       "tests and drills: make the gradients of this training step (0-based, over the run) NaN on "
+       "`guard.inject_nan_on`; -1: never")
+      .range(-1, 1099511627776.0);
+  k.add(
+       "guard.inject_nan_on", T::kChoice, [](const Config& c) { return yamlEnum(c.guard.inject_nan_on); },
+       "the side whose gradients `guard.inject_nan_step` poisons: `none`, `edge`, `cloud`")
+      .choices(enumNames<FaultSide>());
   // metrics
   k.add(
        "metrics.port", T::kInteger, [](const Config& c) { return yamlInt(c.metrics.port); },

@@ -61,13 +61,8 @@ std::unique_ptr<Dataset> loadCifar10(const std::string& directory, Split split, 
   const auto n = static_cast<std::int64_t>(labels.size());
   auto images = torch::from_blob(pixels.data(), {n, 3, 32, 32}, torch::kUInt8).clone();
   auto label_tensor = torch::tensor(labels, torch::kInt64);
-  std::vector<float> mean, std;
-  if (normalize) {
-    mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 training-set statistics
-    std = {0.2470f, 0.2435f, 0.2616f};
-  }
-  return std::make_unique<TensorDataset>(DatasetInfo{"cifar10", 3, 32, 32, 10}, std::move(images),
-                                         std::move(label_tensor), mean, std);
+  auto info = cifar10Info(normalize);
+  return std::make_unique<TensorDataset>(info, std::move(images), std::move(label_tensor), info.mean, info.std);
 }
 
 }  // namespace tandem::data

@@ -20,9 +20,23 @@ TensorDataset::TensorDataset(DatasetInfo info, torch::Tensor images, torch::Tens
   if (!mean.empty()) {
     TANDEM_ENFORCE_EQ(static_cast<std::int64_t>(mean.size()), info_.channels, "mean per channel");
     TANDEM_ENFORCE_EQ(mean.size(), std.size());
-    mean_ = torch::tensor(mean).view({1, info_.channels, 1, 1});
-    inv_std_ = 1.0 / torch::tensor(std).view({1, info_.channels, 1, 1});
+    TANDEM_ENFORCE(images_.scalar_type() == torch::kUInt8, "mean/std normalise uint8 images");
   }
+  info_.uint8_pixels = images_.scalar_type() == torch::kUInt8;
+  info_.mean = std::move(mean);
+  info_.std = std::move(std);
+}
+
+torch::Tensor normalizePixels(const torch::Tensor& pixels, const DatasetInfo& info) {
+  TANDEM_ENFORCE(pixels.scalar_type() == torch::kUInt8, "pixels must be uint8");
+  auto x = pixels.to(torch::kFloat32).mul_(1.0f / 255.0f);
+  if (!info.mean.empty()) {
+    const auto c = static_cast<std::int64_t>(info.mean.size());
+    const auto mean = torch::tensor(info.mean).view({1, c, 1, 1});
+    const auto inv_std = 1.0 / torch::tensor(info.std).view({1, c, 1, 1});
+    x.sub_(mean).mul_(inv_std);
+  }
+  return x;
 }
 
 Batch TensorDataset::gather(const std::vector<std::int64_t>& indices) const {
@@ -30,11 +44,31 @@ Batch TensorDataset::gather(const std::vector<std::int64_t>& indices) const {
   Batch batch;
   batch.inputs = images_.index_select(0, index);
   if (batch.inputs.scalar_type() == torch::kUInt8) {
-    batch.inputs = batch.inputs.to(torch::kFloat32).mul_(1.0f / 255.0f);
+    batch.pixels = batch.inputs;
+    batch.inputs = normalizePixels(batch.pixels, info_);
   }
-  if (mean_.defined()) batch.inputs.sub_(mean_).mul_(inv_std_);
   batch.labels = labels_.index_select(0, index);
   return batch;
+}
+
+DatasetInfo fashionMnistInfo(bool normalize) {
+  DatasetInfo info{"fashion_mnist", 1, 28, 28, 10};
+  info.uint8_pixels = true;
+  if (normalize) {
+    info.mean = {0.2860f};  // Fashion-MNIST training-set statistics
+    info.std = {0.3530f};
+  }
+  return info;
+}
+
+DatasetInfo cifar10Info(bool normalize) {
+  DatasetInfo info{"cifar10", 3, 32, 32, 10};
+  info.uint8_pixels = true;
+  if (normalize) {
+    info.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 training-set statistics
+    info.std = {0.2470f, 0.2435f, 0.2616f};
+  }
+  return info;
 }
 
 namespace {
@@ -83,12 +117,11 @@ void registerBuiltinDatasets() {
   static std::once_flag once;
   std::call_once(once, [] {
     registerDataset(
-        "fashion_mnist",
-        [](const config::DataConfig& c, Split s) { return loadFashionMnist(c.path, s, c.normalize); },
-        [](const config::DataConfig&) { return DatasetInfo{"fashion_mnist", 1, 28, 28, 10}; });
+        "fashion_mnist", [](const config::DataConfig& c, Split s) { return loadFashionMnist(c.path, s, c.normalize); },
+        [](const config::DataConfig& c) { return fashionMnistInfo(c.normalize); });
     registerDataset(
         "cifar10", [](const config::DataConfig& c, Split s) { return loadCifar10(c.path, s, c.normalize); },
-        [](const config::DataConfig&) { return DatasetInfo{"cifar10", 3, 32, 32, 10}; });
+        [](const config::DataConfig& c) { return cifar10Info(c.normalize); });
     registerDataset(
         "synthetic",
         // The synthetic set is seeded by its own shape so edge and cloud agree without

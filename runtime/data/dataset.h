@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/config/config.h"
@@ -20,11 +21,22 @@ enum class Split { kTrain, kTest };
 const char* splitName(Split split);
 
 struct DatasetInfo {
+  DatasetInfo() = default;
+  DatasetInfo(std::string name_, std::int64_t channels_, std::int64_t height_, std::int64_t width_,
+              std::int64_t num_classes_)
+      : name(std::move(name_)), channels(channels_), height(height_), width(width_), num_classes(num_classes_) {}
+
   std::string name;
   std::int64_t channels = 0;
   std::int64_t height = 0;
   std::int64_t width = 0;
   std::int64_t num_classes = 0;
+  // The dataset's native samples are uint8 pixels, turned into the model's float32 input
+  // by normalizePixels() with `mean`/`std` per channel (empty: scaled to [0, 1] only).
+  // Split at p = 0, the edge sends these bytes and the cloud normalises them.
+  bool uint8_pixels = false;
+  std::vector<float> mean;
+  std::vector<float> std;
 
   std::vector<std::int64_t> sampleShape() const { return {channels, height, width}; }
 };
@@ -34,6 +46,7 @@ struct Batch {
   torch::Tensor inputs;
   torch::Tensor labels;
   std::int64_t index = 0;  // position of the batch within its epoch
+  torch::Tensor pixels;    // uint8 [N, C, H, W] the inputs came from (uint8_pixels datasets only)
 
   std::int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
 };
@@ -49,7 +62,8 @@ class Dataset {
 };
 
 // A split held as tensors: images uint8 or float32 [N, C, H, W], labels int64 [N].
-// uint8 images are scaled to [0, 1] and, when mean/std are given, normalised per channel.
+// uint8 images are scaled to [0, 1] and, when mean/std are given, normalised per channel
+// (normalizePixels); `info` then records that and the statistics.
 class TensorDataset final : public Dataset {
  public:
   TensorDataset(DatasetInfo info, torch::Tensor images, torch::Tensor labels, std::vector<float> mean = {},
@@ -65,9 +79,17 @@ class TensorDataset final : public Dataset {
   DatasetInfo info_;
   torch::Tensor images_;
   torch::Tensor labels_;
-  torch::Tensor mean_;  // [1, C, 1, 1] or undefined
-  torch::Tensor inv_std_;
 };
+
+// uint8 pixels [N, C, H, W] → float32 model input as `info` says: × 1/255, then per
+// channel (x − mean) × 1/std. The one definition of the transform, so the edge's own input
+// and the cloud's normalisation of pixels sent at p = 0 are the same floats.
+torch::Tensor normalizePixels(const torch::Tensor& pixels, const DatasetInfo& info);
+
+// The DatasetInfo of the built-in image sets, with their training-set statistics when
+// `normalize`.
+DatasetInfo fashionMnistInfo(bool normalize);
+DatasetInfo cifar10Info(bool normalize);
 
 // Builds one split from the data config. Throws DataError naming the file when a file is
 // missing, truncated or corrupt.

@@ -29,13 +29,8 @@ std::unique_ptr<Dataset> loadFashionMnist(const std::string& directory, Split sp
   }
   auto image_tensor = torch::from_blob(images.values.data(), {n, 1, 28, 28}, torch::kUInt8).clone();
   auto label_tensor = torch::from_blob(labels.values.data(), {n}, torch::kUInt8).to(torch::kInt64);
-  std::vector<float> mean, std;
-  if (normalize) {
-    mean = {0.2860f};  // Fashion-MNIST training-set statistics
-    std = {0.3530f};
-  }
-  return std::make_unique<TensorDataset>(DatasetInfo{"fashion_mnist", 1, 28, 28, 10}, std::move(image_tensor),
-                                         std::move(label_tensor), mean, std);
+  auto info = fashionMnistInfo(normalize);
+  return std::make_unique<TensorDataset>(info, std::move(image_tensor), std::move(label_tensor), info.mean, info.std);
 }
 
 }  // namespace tandem::data

@@ -63,6 +63,13 @@ struct CloudTrainer::Session {
   std::unique_ptr<checkpoint::CheckpointStore> checkpoints;
   std::optional<RunningStats> resume_stats;  // a resumed epoch's statistics so far
   double resume_seconds = 0.0;
+  // Divergence guard: the recent losses, this epoch's snapshots (a few more than the edge
+  // keeps: the cloud is up to K steps ahead), and the setting the edge moved to.
+  std::unique_ptr<LossWatch> watch;
+  Snapshots snapshots{6};
+  std::uint32_t snapshot_every = 0;
+  std::string downlink_codec;
+  double lr_scale = 1.0;
 
   std::uint64_t id() const { return link.id(); }
   int split() const { return link.position().split; }
@@ -81,6 +88,7 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
   initialSplitPoint(config_, reference);
   fingerprint_ = reference.fingerprint();
   num_stages_ = reference.numStages();
+  data_info_ = data::datasetInfo(config_.data);
   // A session's own copy of the stages and its optimizer state must fit in its memory
   // limit with room for the reply cache.
   session_model_bytes_ = session::sessionModelBytes(reference, config_.optimizer);
@@ -200,6 +208,8 @@ void CloudTrainer::onHello(Message& message) {
   s->stages = model->numStages();
   s->model = std::move(model);
   s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
+  s->watch = std::make_unique<LossWatch>(config_.guard);
+  s->downlink_codec = config_.compression.downlink;
   s->checkpoints = std::move(store);
   s->summary = newRunSummary(config::Role::kCloud, "split", hello.run_name, hello.model, config_.data.dataset,
                              static_cast<int>(hello.epochs));
@@ -247,7 +257,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   auto& position = s.link.position();
   if (train && !position.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
   auto batch = decodeBatch(message, *s.model, s.split(), train ? config_.data.batch_size : config_.data.test_batch_size,
-                           s.codecs);
+                           s.codecs, data_info_);
   if (s.metrics) s.metrics->decode->Observe(batch.decode_seconds);
   if (!train) {
     const auto outcome = evaluateStep(*s.model, s.split(), s.stages, batch);
@@ -259,18 +269,31 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     s.link.answer(message, std::move(result));
     return;
   }
-  const auto outcome = trainStep(*s.model, *s.optimizer, s.split(), s.stages, batch);
-  s.train.add(outcome.loss, outcome.correct, batch.size);
+  const auto step = message.header.step;
+  const auto outcome = trainStep(*s.model, *s.optimizer, s.split(), s.stages, batch,
+                                 StepGuard{s.watch.get(), injectNanAt(config_.guard, config::Role::kCloud, step)});
   ++position.next_step;
+  if (outcome.verdict == Verdict::kOk) {
+    s.train.add(outcome.loss, outcome.correct, batch.size);
+    if (s.snapshot_every > 0 && position.next_step % s.snapshot_every == 0) takeSnapshot(s);
+  } else {
+    limited_.log(spdlog::level::warn, s.origin, "step failed the guard",
+                 "session {:016x}: step {} not applied: {} (loss {:.4g}); the edge rolls back", s.id(), step,
+                 verdictName(outcome.verdict), outcome.loss);
+    if (s.metrics) {
+      (outcome.verdict == Verdict::kSpike ? s.metrics->guard_loss_spike : s.metrics->guard_non_finite)->Increment();
+    }
+  }
   if (s.progress) {
     s.progress->update(s.train.steps, s.train.samples, s.train.loss(), s.train.accuracy());
   }
-  Message result(MessageType::kGradients, transport::StepResult{outcome.loss, outcome.correct, batch.size,
-                                                                message.received_at, 0.0, outcome.compute_seconds});
+  Message result(MessageType::kGradients,
+                 transport::StepResult{outcome.loss, outcome.correct, batch.size, message.received_at, 0.0,
+                                       outcome.compute_seconds, static_cast<std::uint8_t>(outcome.verdict)});
   result.header.epoch = message.header.epoch;
   result.header.step = message.header.step;
   const auto encode_start = Clock::now();
-  if (s.split() > 0) addTensor(result, outcome.boundary_gradient, config_.compression.downlink, s.codecs);
+  if (s.split() > 0) addTensor(result, outcome.boundary_gradient, s.downlink_codec, s.codecs);
   std::get<transport::StepResult>(result.body).replied_at = transport::steadySeconds();
   if (s.metrics) {
     auto& m = *s.metrics;
@@ -281,7 +304,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     m.train_loss->Set(s.train.loss());
     m.train_accuracy->Set(s.train.accuracy());
     m.split_point->Set(s.split());
-    const double raw_bytes = static_cast<double>(batch.activation.numel()) * 4.0;
+    const double raw_bytes = static_cast<double>(batch.activation.numel()) * 4.0;  // float32, as the model uses
     m.compression_uplink->Set(raw_bytes / std::max<double>(1.0, static_cast<double>(message.header.tensors[0].bytes)));
     if (!result.payloads.empty()) {
       m.compression_downlink->Set(raw_bytes / std::max<double>(1.0, static_cast<double>(result.payloads[0].size())));
@@ -355,6 +378,9 @@ void CloudTrainer::onMigrate(Session& s, Message& message) {
   }
   log_->info("session {:016x}: split {} → {} (uplink {})", s.id(), from, to, info.codec);
   s.link.position().split = to;
+  // Snapshots hold the old split's stages: start again from this point (the edge does too).
+  s.snapshots.clear();
+  takeSnapshot(s);
   if (s.metrics) {
     s.metrics->repartitions->Increment();
     s.metrics->split_point->Set(to);
@@ -387,6 +413,70 @@ void CloudTrainer::onCheckpoint(Session& s, Message& message) {
   run.history = s.summary.history;
   s.checkpoints->save(captureRun("cloud", s.hello.run_name, run, *s.model, *s.optimizer, s.split(), s.stages));
   Message ack(MessageType::kCheckpointAck, info);
+  ack.header.step = message.header.step;
+  s.link.answer(message, std::move(ack));
+}
+
+void CloudTrainer::takeSnapshot(Session& s) {
+  RunPosition run;
+  run.step = s.link.position().next_step;
+  run.epoch = s.link.position().epoch;
+  run.split = s.split();
+  run.staleness = s.staleness;
+  run.stats = s.train;
+  s.snapshots.add(captureRun("cloud", s.hello.run_name, run, *s.model, *s.optimizer, s.split(), s.stages));
+}
+
+void CloudTrainer::onRollback(Session& s, Message& message) {
+  const auto info = std::get<transport::RollbackInfo>(message.body);
+  auto& position = s.link.position();
+  if (!position.epoch_open) throw WireError(ErrorCode::kUnexpected, "rollback outside an epoch");
+  if (message.header.step != position.next_step) {
+    throw WireError(ErrorCode::kUnexpected, "rollback at step " + std::to_string(message.header.step) +
+                                                " but the cloud has handled " + std::to_string(position.next_step));
+  }
+  if (static_cast<int>(info.staleness) > s.staleness) {
+    throw WireError(ErrorCode::kUnexpected, "a rollback may lower K, not raise it (" + std::to_string(s.staleness) +
+                                                " to " + std::to_string(info.staleness) + ")");
+  }
+  const auto* snapshot = s.snapshots.find(info.to_step);
+  if (snapshot == nullptr) {
+    std::string held;
+    for (auto step : s.snapshots.steps()) held += (held.empty() ? "" : ", ") + std::to_string(step);
+    throw WireError(ErrorCode::kUnexpected, "rollback to step " + std::to_string(info.to_step) +
+                                                ": no snapshot there (held: " + (held.empty() ? "none" : held) + ")");
+  }
+  const auto restored = restoreRun(*snapshot, *s.model, *s.optimizer, s.split(), s.stages);
+  s.snapshots.dropAfter(info.to_step);
+  s.train = restored.stats;
+  s.staleness = static_cast<int>(info.staleness);
+  s.downlink_codec = info.downlink_codec;
+  s.lr_scale = info.lr_scale;
+  s.lr = optim::learningRate(config_.optimizer, position.epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
+  s.optimizer->setLearningRate(s.lr);
+  if (s.metrics) {
+    s.metrics->guard_rollback->Increment();
+    s.metrics->setCodec(info.uplink_codec);
+  }
+  limited_.log(spdlog::level::warn, s.origin, "rollback",
+               "session {:016x}: divergence guard ({}): rolled back to step {}; K {}, codecs {}/{}, learning rate "
+               "x{:g}",
+               s.id(), info.reason, info.to_step, info.staleness, info.uplink_codec, info.downlink_codec,
+               info.lr_scale);
+  telemetry::Intervention record;
+  record.epoch = position.epoch;
+  record.step = static_cast<std::int64_t>(message.header.step);
+  record.side = "edge";  // the edge decides every rollback; `reason` says what failed
+  record.reason = info.reason;
+  record.loss = std::numeric_limits<double>::quiet_NaN();
+  record.rolled_back_to = static_cast<std::int64_t>(info.to_step);
+  record.action = fmt::format("K {}, codecs {}/{}, learning rate x{:g}", info.staleness, info.uplink_codec,
+                              info.downlink_codec, info.lr_scale);
+  s.summary.interventions.push_back(record);
+  auto reply = info;
+  reply.steps = s.train.steps;
+  Message ack(MessageType::kRollbackAck, reply);
+  ack.header.epoch = message.header.epoch;
   ack.header.step = message.header.step;
   s.link.answer(message, std::move(ack));
 }
@@ -439,12 +529,15 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   s.staleness = static_cast<int>(info.staleness);
   s.link.noteStaleness(s.staleness);
   s.link.forgetEvaluationReplies();
-  s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs));
+  s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
   s.optimizer->setLearningRate(s.lr);
   if (s.resume_stats) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();
   }
+  s.snapshot_every = info.snapshot_every;
+  s.snapshots.clear();
+  takeSnapshot(s);
   s.progress =
       std::make_unique<telemetry::Progress>("cloud.pipeline", epoch + 1, static_cast<int>(s.hello.epochs),
                                             std::max<std::int64_t>(1, info.steps), "edge " + s.hello.edge_name + " ");
@@ -475,6 +568,7 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
   closeEpoch(s);
   ended_evictions_ += s.link.memoryEvictions();
   s.summary.interrupted = end != SessionEnd::kCompleted;
+  s.summary.diverged = end == SessionEnd::kDiverged;
   s.summary.wall_seconds = std::chrono::duration<double>(Clock::now() - s.start).count();
   s.summary.bytes_uplink = s.link.bytesUp();
   s.summary.bytes_downlink = s.link.bytesDown();
@@ -551,6 +645,7 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kEpochEnd: onEpochEnd(*s, message); break;
       case MessageType::kProbe: onProbe(*s, message); break;
       case MessageType::kMigrate: onMigrate(*s, message); break;
+      case MessageType::kRollback: onRollback(*s, message); break;
       case MessageType::kCheckpoint: onCheckpoint(*s, message); break;
       case MessageType::kResync: s->link.onResync(message); break;
       case MessageType::kShutdown: {
@@ -559,7 +654,12 @@ void CloudTrainer::handle(Message& message) {
         if (!info.completed) {
           log_->warn("edge '{}' stopped its run early ({}): an orderly end", s->hello.edge_name, info.reason);
         }
-        endSession(peer, info.completed ? SessionEnd::kCompleted : SessionEnd::kStopped, info.reason);
+        const bool diverged = info.reason.rfind("diverged", 0) == 0;
+        endSession(peer,
+                   info.completed ? SessionEnd::kCompleted
+                   : diverged     ? SessionEnd::kDiverged
+                                  : SessionEnd::kStopped,
+                   info.reason);
         break;
       }
       default:
@@ -620,6 +720,7 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
   switch (last_end_) {
     case SessionEnd::kCompleted: return CloudOutcome::kCompleted;
     case SessionEnd::kStopped: return CloudOutcome::kEdgeStopped;
+    case SessionEnd::kDiverged: return CloudOutcome::kDiverged;
     case SessionEnd::kFailed: break;
   }
   return CloudOutcome::kFailed;

@@ -13,6 +13,7 @@
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/common/log_limiter.h"
 #include "runtime/config/config.h"
+#include "runtime/data/dataset.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
 #include "runtime/pipeline/setup.h"
@@ -35,6 +36,7 @@ struct CloudOptions {
 enum class CloudOutcome {
   kCompleted,    // the last session's run completed (orderly shutdown)
   kEdgeStopped,  // the last session's edge stopped its run early (interrupted), orderly
+  kDiverged,     // the last session's training diverged and the edge's guard stopped it
   kFailed,       // the last session's edge went silent
   kInterrupted,  // `stop` was set
   kNoEdge,       // link.accept_timeout_s passed without an edge
@@ -59,7 +61,7 @@ class CloudTrainer {
 
  private:
   struct Session;
-  enum class SessionEnd { kCompleted, kStopped, kFailed };
+  enum class SessionEnd { kCompleted, kStopped, kDiverged, kFailed };
 
   void handle(transport::Message& message);
   // The transport's and sessions' limit counts into the metrics.
@@ -75,6 +77,10 @@ class CloudTrainer {
   void onProbe(Session& s, transport::Message& message);
   void onMigrate(Session& s, transport::Message& message);
   void onCheckpoint(Session& s, transport::Message& message);
+  // Divergence guard: an in-memory snapshot at the step the session has reached, and the
+  // edge's request to go back to one.
+  void takeSnapshot(Session& s);
+  void onRollback(Session& s, transport::Message& message);
   void closeEpoch(Session& s);
   void endSession(const std::string& peer, SessionEnd end, const std::string& reason);
   void advanceByteMetrics(telemetry::TrainerMetrics& m, const Session& s);
@@ -95,6 +101,7 @@ class CloudTrainer {
   std::string cloud_profile_;  // JSON of this side's stage times, sent in Welcome
   std::string fingerprint_;    // of the model, for the handshake (no copy built per Hello)
   int num_stages_ = 0;
+  data::DatasetInfo data_info_;       // normalises the pixels edges send at p = 0
   double session_model_bytes_ = 0.0;  // one session's stages and optimizer state (estimate)
   std::string last_refusal_;
   std::uint64_t counted_rate_limited_ = 0;

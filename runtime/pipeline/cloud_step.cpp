@@ -14,10 +14,12 @@ using transport::ErrorCode;
 using transport::WireError;
 
 CloudBatch decodeBatch(transport::Message& message, const models::StageModel& model, int split, std::int64_t max_batch,
-                       transport::CodecCache& codecs) {
+                       transport::CodecCache& codecs, const data::DatasetInfo& data) {
   expectTensorCount(message, 2);
   const auto& boundary = model.boundaryShapes()[static_cast<std::size_t>(split)];
-  const auto batch = expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, max_batch, "activation");
+  const bool pixels = split == 0 && data.uint8_pixels && message.header.tensors[0].dtype == transport::DType::kUInt8;
+  const auto batch = expectBatchTensor(message, 0, pixels ? transport::DType::kUInt8 : transport::DType::kFloat32,
+                                       boundary, max_batch, "activation");
   const auto labels_batch = expectBatchTensor(message, 1, transport::DType::kInt64, {}, max_batch, "labels");
   if (labels_batch != batch) {
     throw WireError(ErrorCode::kInvalidTensor,
@@ -27,6 +29,7 @@ CloudBatch decodeBatch(transport::Message& message, const models::StageModel& mo
   out.size = batch;
   const auto decode_start = Clock::now();
   out.activation = transport::frameToTensor(message.header.tensors[0], std::move(message.payloads[0]), codecs);
+  if (pixels) out.activation = data::normalizePixels(out.activation, data);
   out.decode_seconds = std::chrono::duration<double>(Clock::now() - decode_start).count();
   out.labels = transport::frameToTensor(message.header.tensors[1], std::move(message.payloads[1]), codecs);
   const auto classes = model.spec().num_classes;
@@ -37,7 +40,7 @@ CloudBatch decodeBatch(transport::Message& message, const models::StageModel& mo
 }
 
 StepOutcome trainStep(models::StageModel& model, optim::StageOptimizers& optimizer, int split, int stages,
-                      CloudBatch& batch) {
+                      CloudBatch& batch, const StepGuard& guard) {
   const auto start = Clock::now();
   model.train(true);
   optimizer.zeroGrad();
@@ -45,12 +48,24 @@ StepOutcome trainStep(models::StageModel& model, optim::StageOptimizers& optimiz
   if (split > 0) activation = activation.detach().requires_grad_(true);
   const auto logits = model.forward(activation, split, stages);
   const auto loss = torch::nn::functional::cross_entropy(logits, batch.labels);
-  loss.backward();
-  optimizer.step();
   StepOutcome out;
   out.loss = loss.item<double>();
   out.correct = logits.detach().argmax(1).eq(batch.labels).sum().item<std::int64_t>();
-  if (split > 0) out.boundary_gradient = activation.grad();
+  out.verdict = guard.watch ? guard.watch->check(out.loss) : Verdict::kOk;
+  if (out.verdict == Verdict::kOk) {
+    loss.backward();
+    const auto parameters = model.parameters(split, stages);
+    if (guard.poison) poisonGradients(parameters);
+    if (guard.watch && !gradientsFinite(parameters)) out.verdict = Verdict::kNonFinite;
+  }
+  if (out.verdict == Verdict::kOk) {
+    optimizer.step();
+    if (guard.watch) guard.watch->accept(out.loss);
+    if (split > 0) out.boundary_gradient = activation.grad();
+  } else {
+    optimizer.zeroGrad();
+    if (split > 0) out.boundary_gradient = torch::zeros_like(batch.activation);
+  }
   out.compute_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return out;
 }

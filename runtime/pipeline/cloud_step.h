@@ -5,8 +5,10 @@
 
 #include <cstdint>
 
+#include "runtime/data/dataset.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/divergence_guard.h"
 #include "runtime/transport/tensor_frames.h"
 #include "runtime/transport/transport.h"
 
@@ -21,21 +23,31 @@ struct CloudBatch {
 
 // The activation and labels of an Activations / EvalActivations message for `split`, each
 // checked (count, dtype, shape, 1 <= batch <= max_batch, labels in range) before use.
-// Throws WireError(kInvalidTensor) naming what is wrong. Consumes the payloads.
+// At split 0 the input may come as the dataset's uint8 pixels (`data`.uint8_pixels): they
+// are normalised here as on the edge. Throws WireError(kInvalidTensor) naming what is
+// wrong. Consumes the payloads.
 CloudBatch decodeBatch(transport::Message& message, const models::StageModel& model, int split, std::int64_t max_batch,
-                       transport::CodecCache& codecs);
+                       transport::CodecCache& codecs, const data::DatasetInfo& data);
 
 struct StepOutcome {
   double loss = 0.0;  // mean over the batch
   std::int64_t correct = 0;
   torch::Tensor boundary_gradient;  // d loss / d activation (training at split > 0 only)
   double compute_seconds = 0.0;
+  Verdict verdict = Verdict::kOk;  // not kOk: the step was not applied, boundary_gradient is zeros
+};
+
+// The divergence guard's part in a cloud step.
+struct StepGuard {
+  LossWatch* watch = nullptr;  // the session's recent losses; takes the loss of an applied step
+  bool poison = false;         // fault injection: make this step's gradients NaN
 };
 
 // One training step of stages [split, stages) on `batch`: forward, cross-entropy,
-// backward, optimizer step.
+// backward, optimizer step. With `guard`, the step is checked before its optimizer step
+// (a non-finite or spiking loss, a non-finite gradient) and not applied when it fails.
 StepOutcome trainStep(models::StageModel& model, optim::StageOptimizers& optimizer, int split, int stages,
-                      CloudBatch& batch);
+                      CloudBatch& batch, const StepGuard& guard = {});
 
 // Loss and correct predictions of stages [split, stages) on `batch`, in eval mode,
 // changing nothing.

@@ -56,6 +56,7 @@ EdgeTrainer::EdgeTrainer(config::Config config, std::unique_ptr<transport::Trans
   test_loader_ = makeLoader(config_, test_set_, data::Split::kTest);
   optimizer_ = std::make_unique<optim::StageOptimizers>(config_.optimizer, model_, 0, split_);
   uplink_codec_ = config_.compression.uplink;
+  downlink_codec_ = config_.compression.downlink;
   resume_requested_ = resume;
   if (config_.checkpoint.enabled) {
     checkpoints_ =
@@ -156,7 +157,11 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   const auto encode_start = Clock::now();
   Message message = newMessage(MessageType::kActivations, std::monostate{}, epoch);
   message.header.step = step;
-  addFrame(message, replay_.encode(step, activation, uplink_codec_, split_, codecs_));
+  // At p = 0 without a codec the input goes as the dataset's own bytes (uint8 pixels: a
+  // quarter of float32); the cloud normalises them as the edge would have.
+  const bool pixels = split_ == 0 && uplink_codec_ == "none" && batch.pixels.defined();
+  addFrame(message, pixels ? transport::rawFrame(batch.pixels)
+                           : replay_.encode(step, activation, uplink_codec_, split_, codecs_));
   addFrame(message, transport::rawFrame(batch.labels));
   const auto encode_end = Clock::now();
   const double encoded_bytes = static_cast<double>(message.payloads.front().size());
@@ -175,16 +180,18 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   }
 }
 
-void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
+std::optional<EdgeTrainer::Failure> EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   const auto backward_start = Clock::now();
-  const auto samples = replay_.oldest(message.header.step).samples;
+  const auto step = message.header.step;
+  const auto samples = replay_.oldest(step).samples;
+  const auto& result = std::get<transport::StepResult>(message.body);
   torch::Tensor grad;
   if (split_ > 0) {
     expectTensorCount(message, 1);
     models::Shape boundary = model_.boundaryShapes()[static_cast<std::size_t>(split_)];
     expectBatchTensor(message, 0, transport::DType::kFloat32, boundary, samples, "activation gradient");
     if (message.header.tensors[0].shape[0] != samples) {
-      throw ProtocolError("gradient for step " + std::to_string(message.header.step) + " has batch " +
+      throw ProtocolError("gradient for step " + std::to_string(step) + " has batch " +
                           std::to_string(message.header.tensors[0].shape[0]) + ", the batch had " +
                           std::to_string(samples));
     }
@@ -194,10 +201,34 @@ void EdgeTrainer::applyGradient(Message& message, RunningStats& stats) {
   } else {
     expectTensorCount(message, 0);
   }
-  const auto applied = replay_.apply(message.header.step, grad, model_, split_, *optimizer_);
-  const auto& result = std::get<transport::StepResult>(message.body);
+  // The divergence guard: the cloud's verdict on its part of the step, then the loss it
+  // reports, then (in apply) the returned gradient and the edge stages' own gradients.
+  if (result.verdict != static_cast<std::uint8_t>(Verdict::kOk) || !std::isfinite(result.loss)) {
+    replay_.discard(step);
+    const auto reason = result.verdict != 0 ? static_cast<Verdict>(result.verdict) : Verdict::kNonFinite;
+    return Failure{step, result.verdict != 0 ? "cloud" : "edge", reason, result.loss};
+  }
+  const bool poison = injectNanAt(config_.guard, config::Role::kEdge, step);
+  const auto applied = replay_.apply(step, grad, model_, split_, *optimizer_, poison);
+  if (!applied.applied) return Failure{step, "edge", Verdict::kNonFinite, result.loss};
   stats.add(result.loss, result.correct, applied.entry.samples);
   recordStep(applied, message, stats, since(backward_start));
+  const auto every = static_cast<std::uint64_t>(config_.guard.snapshot_every_steps);
+  if (current_ && (step + 1) % every == 0) takeSnapshot(step + 1, current_->epoch, applied.entry.batch + 1, stats);
+  return std::nullopt;
+}
+
+void EdgeTrainer::takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats) {
+  RunPosition position;
+  position.step = step;
+  position.epoch = epoch;
+  position.batch = batch;
+  position.split = split_;
+  position.staleness = stalenessFor(epoch);
+  position.codec = uplink_codec_;
+  position.updates = replay_.updates();
+  position.stats = stats;
+  snapshots_.add(captureRun("edge", config_.run.name, position, model_, *optimizer_, 0, split_));
 }
 
 void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& message, const RunningStats& stats,
@@ -252,50 +283,159 @@ void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& mess
 }
 
 void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const std::atomic<bool>& stop) {
-  replay_.setStaleness(e.staleness);
+  replay_.setStaleness(warmedUp(e.staleness));
   model_.train(true);
   train_loader_->startEpoch(e.epoch, e.sent);
   telemetry::Progress progress("edge.pipeline", e.epoch + 1, config_.run.epochs, train_loader_->batchesPerEpoch());
+  // Each returns false when a step failed the divergence guard and the run rolled back: the
+  // loader then restarts at the snapshot's batch and the batch in hand is dropped.
   const auto drain_one = [&](bool wait) {
     auto message = wait ? std::optional<Message>(session_->await(MessageType::kGradients, "a gradient"))
                         : session_->next(std::chrono::milliseconds(0));
-    if (!message) return;
+    if (!message) return true;
     if (message->header.type != MessageType::kGradients) {
       throw ProtocolError(std::string("expected Gradients from the cloud, got ") +
                           transport::messageTypeName(message->header.type));
     }
-    applyGradient(*message, e.stats);
+    if (auto failure = applyGradient(*message, e.stats)) {
+      rollback(e, *failure, summary);
+      return false;
+    }
     progress.update(e.stats.steps, e.stats.samples, e.stats.loss(), e.stats.accuracy());
+    return true;
   };
   const auto drain_all = [&] {
-    while (!replay_.empty()) drain_one(true);
+    while (!replay_.empty()) {
+      if (!drain_one(true)) return false;
+    }
+    return true;
   };
   const std::int64_t batches = train_loader_->batchesPerEpoch();
   const std::int64_t first_batch = e.sent;
   const auto every = config_.checkpoint.enabled ? config_.checkpoint.every_steps : 0;
-  while (auto batch = train_loader_->next()) {
-    if (stop) break;
-    if (every > 0 && e.sent > first_batch && next_step_ % static_cast<std::uint64_t>(every) == 0) {
-      drain_all();
-      checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);
+  for (;;) {
+    while (auto batch = train_loader_->next()) {
+      if (stop) break;
+      if (every > 0 && e.sent > first_batch && next_step_ % static_cast<std::uint64_t>(every) == 0) {
+        if (!drain_all()) continue;
+        checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);
+      }
+      // Apply at most one gradient that has already arrived per batch sent: draining them
+      // all at once replays a convoy of batches while the uplink sits idle (the cost model's
+      // simulation shows the interleaved loop is never slower).
+      if (!replay_.empty() && !drain_one(false)) continue;
+      replay_.raiseStaleness(warmedUp(e.staleness));
+      bool rolled_back = false;
+      while (replay_.full() && !rolled_back) rolled_back = !drain_one(true);
+      if (rolled_back) continue;
+      if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved()) {
+        // The link changed under us: land what is in flight, then re-plan the rest.
+        if (!drain_all()) continue;
+        replan(e.epoch, batches - e.sent, e.staleness, "bandwidth", summary);
+      }
+      sendTrainBatch(e.epoch, *batch);
+      ++e.sent;
     }
-    // Apply at most one gradient that has already arrived per batch sent: draining them all
-    // at once replays a convoy of batches while the uplink sits idle (the cost model's
-    // simulation shows the interleaved loop is never slower).
-    if (!replay_.empty()) drain_one(false);
-    while (replay_.full()) drain_one(true);
-    if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved()) {
-      // The link changed under us: land what is in flight, then re-plan the rest.
-      drain_all();
-      replan(e.epoch, batches - e.sent, e.staleness, "bandwidth", summary);
-    }
-    sendTrainBatch(e.epoch, *batch);
-    ++e.sent;
+    train_loader_->stop();
+    if (drain_all() || stop) break;  // every update lands, also when stopping
   }
-  train_loader_->stop();
-  drain_all();  // every update lands, also when stopping
   progress.finish();
   if (stop && e.sent < batches) checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);  // resume here
+}
+
+int EdgeTrainer::warmedUp(int k) const {
+  const auto warmup = static_cast<std::uint64_t>(config_.split.staleness_warmup_steps);
+  if (warmup == 0 || next_step_ >= warmup) return k;
+  return static_cast<int>(static_cast<std::uint64_t>(k) * next_step_ / warmup);
+}
+
+int EdgeTrainer::stalenessFor(int epoch) const {
+  const int k = config_.split.stalenessAt(epoch);
+  return staleness_cap_ ? std::min(k, *staleness_cap_) : k;
+}
+
+void EdgeTrainer::rollback(EdgeEpoch& e, const Failure& failure, telemetry::RunSummary& summary) {
+  // Nothing more is applied: the batches still in flight ran on the failing path.
+  while (!replay_.empty()) {
+    auto message = session_->await(MessageType::kGradients, "a gradient");
+    replay_.discard(message.header.step);
+  }
+  telemetry::Intervention record;
+  record.epoch = e.epoch;
+  record.step = static_cast<std::int64_t>(failure.step);
+  record.side = failure.side;
+  record.reason = verdictName(failure.reason);
+  record.loss = failure.loss;
+  if (metrics_)
+    (failure.reason == Verdict::kSpike ? metrics_->guard_loss_spike : metrics_->guard_non_finite)->Increment();
+  const auto stop_run = [&](const std::string& why) {
+    record.action = "stopped: " + why;
+    summary.interventions.push_back(record);
+    summary.diverged = true;
+    if (metrics_) metrics_->guard_stopped->Increment();
+    throw TrainingDiverged(fmt::format("training diverged at step {} (epoch {}): {} on the {} (loss {:.4g}); {}",
+                                       failure.step, e.epoch + 1, verdictName(failure.reason), failure.side,
+                                       failure.loss, why));
+  };
+  if (rollbacks_ >= config_.guard.max_rollbacks) {
+    stop_run(
+        fmt::format("{} rollback(s) already made, guard.max_rollbacks = {}", rollbacks_, config_.guard.max_rollbacks));
+  }
+  if (snapshots_.empty()) stop_run("no snapshot to roll back to");
+  const auto target =
+      snapshots_.target(failure.step, static_cast<std::uint64_t>(config_.guard.snapshot_every_steps) / 2);
+  // Safer than what was in force: the warmed-up K, if the warm-up was not over.
+  TrainingSetting current{warmedUp(e.staleness), uplink_codec_, downlink_codec_, lr_scale_};
+  std::string action;
+  const auto safer = saferSetting(current, config_.guard, action);
+  transport::RollbackInfo info{target,
+                               static_cast<std::uint32_t>(safer.staleness),
+                               safer.uplink_codec,
+                               safer.downlink_codec,
+                               safer.lr_scale,
+                               std::string(verdictName(failure.reason)),
+                               0};
+  Message request = newMessage(MessageType::kRollback, info, e.epoch);
+  request.header.step = next_step_;
+  auto ack = session_->request(std::move(request), MessageType::kRollbackAck, "a rollback acknowledgement");
+  const auto& restored = std::get<transport::RollbackInfo>(ack.body);
+  if (restored.to_step != target) {
+    throw ProtocolError("the cloud rolled back to step " + std::to_string(restored.to_step) + ", asked for " +
+                        std::to_string(target));
+  }
+  const auto* snapshot = snapshots_.find(target);
+  const auto position = restoreRun(*snapshot, model_, *optimizer_, 0, split_);
+  if (restored.steps != position.stats.steps) {
+    throw ProtocolError("after the rollback the cloud counts " + std::to_string(restored.steps) +
+                        " steps in the epoch, the edge " + std::to_string(position.stats.steps));
+  }
+  snapshots_.dropAfter(target);
+  replay_.setUpdates(position.updates);
+  ++rollbacks_;
+  staleness_cap_ = safer.staleness;
+  e.staleness = safer.staleness;
+  replay_.setStaleness(warmedUp(e.staleness));
+  uplink_codec_ = safer.uplink_codec;
+  downlink_codec_ = safer.downlink_codec;
+  lr_scale_ = safer.lr_scale;
+  e.learning_rate = optim::learningRate(config_.optimizer, e.epoch, config_.run.epochs) * lr_scale_;
+  optimizer_->setLearningRate(e.learning_rate);
+  e.sent = position.batch;
+  e.stats = position.stats;
+  train_loader_->stop();
+  train_loader_->startEpoch(e.epoch, e.sent);
+  record.rolled_back_to = static_cast<std::int64_t>(target);
+  record.action = action;
+  summary.interventions.push_back(record);
+  if (metrics_) {
+    metrics_->guard_rollback->Increment();
+    metrics_->setCodec(uplink_codec_);
+  }
+  log_->warn(
+      "divergence guard: step {} failed on the {} ({}, loss {:.4g}); rolled back to step {} (epoch {}, batch "
+      "{}) and continuing with {} ({} of {} rollbacks)",
+      failure.step, failure.side, verdictName(failure.reason), failure.loss, target, e.epoch + 1, e.sent, action,
+      rollbacks_, config_.guard.max_rollbacks);
 }
 
 RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop) {
@@ -314,7 +454,11 @@ RunningStats EdgeTrainer::evaluateEpoch(int epoch, const std::atomic<bool>& stop
     while (session_->evaluationInFlight() >= kEvalWindow) receive_one();
     Message message = newMessage(MessageType::kEvalActivations, std::monostate{}, epoch);
     message.header.step = step++;
-    addTensor(message, model_.forward(batch->inputs, 0, split_), uplink_codec_, codecs_);
+    if (split_ == 0 && uplink_codec_ == "none" && batch->pixels.defined()) {
+      addFrame(message, transport::rawFrame(batch->pixels));
+    } else {
+      addTensor(message, model_.forward(batch->inputs, 0, split_), uplink_codec_, codecs_);
+    }
     addFrame(message, transport::rawFrame(batch->labels));
     session_->post(std::move(message));
   }
@@ -337,7 +481,7 @@ void EdgeTrainer::checkpoint(int epoch, std::int64_t batch, const RunningStats& 
   position.epoch = epoch;
   position.batch = batch;
   position.split = split_;
-  position.staleness = config_.split.stalenessAt(epoch);
+  position.staleness = stalenessFor(epoch);
   position.codec = uplink_codec_;
   position.updates = replay_.updates();
   position.stats = stats;
@@ -400,13 +544,13 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std:
       // The first decision belongs to setting up, like the handshake: moving the chosen
       // stages is not charged to the first epoch's time.
       const std::int64_t remaining = train_loader_->batchesPerEpoch() - (resume_ ? resume_->batch : 0);
-      replan(first_epoch, remaining, config_.split.stalenessAt(first_epoch), resume_ ? "resume" : "start", summary);
+      replan(first_epoch, remaining, stalenessFor(first_epoch), resume_ ? "resume" : "start", summary);
     }
     for (int epoch = first_epoch; epoch < config_.run.epochs && !stop; ++epoch) {
       auto& e = current_.emplace();
       e.epoch = epoch;
-      e.staleness = config_.split.stalenessAt(epoch);
-      e.learning_rate = optim::learningRate(config_.optimizer, epoch, config_.run.epochs);
+      e.staleness = stalenessFor(epoch);
+      e.learning_rate = optim::learningRate(config_.optimizer, epoch, config_.run.epochs) * lr_scale_;
       e.start = Clock::now();
       if (resume_ && epoch == resume_->epoch) {
         e.sent = resume_->batch;
@@ -420,10 +564,14 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std:
         replan(epoch, train_loader_->batchesPerEpoch(), e.staleness, "epoch", summary);
       }
       optimizer_->setLearningRate(e.learning_rate);
-      session_->openEpoch(newMessage(
-          MessageType::kEpochBegin,
-          transport::EpochInfo{static_cast<std::uint32_t>(e.staleness), train_loader_->batchesPerEpoch(), 0, 0},
-          epoch));
+      session_->openEpoch(
+          newMessage(MessageType::kEpochBegin,
+                     transport::EpochInfo{static_cast<std::uint32_t>(e.staleness), train_loader_->batchesPerEpoch(), 0,
+                                          0, static_cast<std::uint32_t>(config_.guard.snapshot_every_steps)},
+                     epoch));
+      // Both sides keep a snapshot of the epoch's start (the cloud on EpochBegin).
+      snapshots_.clear();
+      takeSnapshot(next_step_, epoch, e.sent, e.stats);
       trainEpoch(e, summary, stop);
       e.train_seconds = e.trainSeconds();
       if (scheduler_) scheduler_->finish(static_cast<std::int64_t>(next_step_));
@@ -451,6 +599,13 @@ telemetry::RunSummary EdgeTrainer::run(const std::atomic<bool>& stop, const std:
     log_->warn("{}", e.what());
     summary.interrupted = true;
     session_->shutdown(false, "interrupted", std::chrono::milliseconds(0));
+  } catch (const TrainingDiverged& e) {
+    log_->error("{}", e.what());
+    if (current_ && current_->stats.steps > 0) recordEpoch(nullptr, summary, up_before, down_before);
+    summary.interrupted = true;
+    session_->shutdown(false, std::string("diverged: ") + e.what(), std::chrono::seconds(5));
+    finishSummary(summary, start);
+    throw;
   } catch (const session::Aborted& e) {
     log_->warn("{}: telling the cloud and writing the summary", e.what());
     if (current_ && current_->stats.steps > 0) recordEpoch(nullptr, summary, up_before, down_before);

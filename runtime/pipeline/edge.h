@@ -21,6 +21,7 @@
 #include "runtime/data/loader.h"
 #include "runtime/models/stage_model.h"
 #include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/divergence_guard.h"
 #include "runtime/pipeline/edge_report.h"
 #include "runtime/pipeline/edge_scheduler.h"
 #include "runtime/pipeline/feature_replay.h"
@@ -100,7 +101,28 @@ class EdgeTrainer {
   void recordEpoch(const RunningStats* test, telemetry::RunSummary& summary, std::uint64_t up_before,
                    std::uint64_t down_before);
   void sendTrainBatch(int epoch, const data::Batch& batch);
-  void applyGradient(transport::Message& message, RunningStats& stats);
+  // A training step that failed the divergence guard's check.
+  struct Failure {
+    std::uint64_t step = 0;
+    std::string side;  // edge | cloud
+    Verdict reason = Verdict::kNonFinite;
+    double loss = 0.0;
+  };
+  // Applies the gradient of the oldest batch in flight, or returns why the guard refused it
+  // (nothing applied then).
+  std::optional<Failure> applyGradient(transport::Message& message, RunningStats& stats);
+  // Keeps an in-memory snapshot of the edge's stages and of where epoch `epoch` stands
+  // (`batch`: its next batch to train) when `step` training steps have been applied.
+  void takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats);
+  // The divergence guard's response to `failure` (docs/design.md): lands what is in flight
+  // without applying it, rolls both sides back to a snapshot and trains on with a safer
+  // setting, restarting the epoch's batches from the snapshot. Throws TrainingDiverged
+  // past guard.max_rollbacks.
+  void rollback(EdgeEpoch& e, const Failure& failure, telemetry::RunSummary& summary);
+  // K for `epoch`: the config's, capped by what the guard lowered it to.
+  int stalenessFor(int epoch) const;
+  // The K of this moment: `k` after split.staleness_warmup_steps, less before.
+  int warmedUp(int k) const;
   void recordStep(const AppliedGradient& applied, const transport::Message& message, const RunningStats& stats,
                   double backward_seconds);
   void finishSummary(telemetry::RunSummary& summary, std::chrono::steady_clock::time_point start);
@@ -132,6 +154,13 @@ class EdgeTrainer {
   std::optional<RunPosition> resume_;  // where a resumed run continues
   std::optional<EdgeEpoch> current_;   // the epoch under way
   std::uint64_t next_step_ = 0;
+  // The divergence guard's state: snapshots of this epoch and split, and the safer
+  // setting it moved to (K cap, downlink codec, learning-rate scale).
+  Snapshots snapshots_{3};
+  std::optional<int> staleness_cap_;
+  std::string downlink_codec_;
+  double lr_scale_ = 1.0;
+  int rollbacks_ = 0;
 };
 
 }  // namespace tandem::pipeline

@@ -92,6 +92,9 @@ void EdgeTrainer::migrate(int epoch, int to, const std::string& codec, const std
   if (to > from) unpackStages(ack, model_, *optimizer_, from, to, codecs_);
   split_ = to;
   uplink_codec_ = codec;
+  // Snapshots hold the old split's stages: start again from this point (the cloud does too).
+  snapshots_.clear();
+  if (current_) takeSnapshot(next_step_, current_->epoch, current_->sent, current_->stats);
   telemetry::Repartition r;
   r.epoch = epoch;
   r.step = static_cast<std::int64_t>(next_step_);

@@ -3,8 +3,10 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "runtime/common/error.h"
+#include "runtime/pipeline/divergence_guard.h"
 #include "runtime/pipeline/link.h"
 
 namespace tandem::pipeline {
@@ -32,6 +34,11 @@ void FeatureReplay::setStaleness(int staleness) {
   buffer_.setCapacity(static_cast<std::size_t>(staleness) + 1);
 }
 
+void FeatureReplay::raiseStaleness(int staleness) {
+  TANDEM_ENFORCE(staleness >= 0, "staleness ", staleness);
+  buffer_.raiseCapacity(static_cast<std::size_t>(staleness) + 1);
+}
+
 const ReplayStats& FeatureReplay::stats() const {
   stats_.peak_buffer = std::max(stats_.peak_buffer, buffer_.peakSize());
   return stats_;
@@ -49,6 +56,7 @@ torch::Tensor FeatureReplay::forward(models::StageModel& model, int split, const
   ReplayEntry entry;
   entry.step = step;
   entry.epoch = epoch;
+  entry.batch = batch.index;
   entry.samples = batch.size();
   entry.labels = batch.labels;
   entry.updates_at_send = updates_;
@@ -143,16 +151,19 @@ void FeatureReplay::step(optim::StageOptimizers& optimizer, int staleness) {
 }
 
 AppliedGradient FeatureReplay::apply(std::uint64_t step_number, torch::Tensor grad, models::StageModel& model,
-                                     int split, optim::StageOptimizers& optimizer) {
+                                     int split, optim::StageOptimizers& optimizer, bool poison) {
   AppliedGradient applied;
   applied.entry = buffer_.pop(step_number);
   auto& entry = applied.entry;
   applied.staleness = static_cast<int>(updates_ - entry.updates_at_send);
-  stats_.max_staleness = std::max(stats_.max_staleness, applied.staleness);
-  ++stats_.staleness[applied.staleness];
   if (split > 0) {
     TANDEM_ENFORCE(grad.defined(), "a gradient is needed at split ", split);
     grad = grad.contiguous();
+    if (!std::isfinite(grad.sum().item<double>())) {
+      error_feedback_.forget(entry.step);
+      applied.applied = false;
+      return applied;
+    }
     // Correct with the stored quantisation error, if this batch was sent with one.
     error_feedback_.correct(entry.step, grad.data_ptr<float>(), static_cast<std::size_t>(grad.numel()));
     optimizer.zeroGrad();
@@ -161,10 +172,25 @@ AppliedGradient FeatureReplay::apply(std::uint64_t step_number, torch::Tensor gr
     } else {
       backwardRecomputed(entry, grad, model, split);
     }
+    const auto parameters = model.parameters(0, split);
+    if (poison) poisonGradients(parameters);
+    if (!gradientsFinite(parameters)) {
+      optimizer.zeroGrad();
+      applied.applied = false;
+      return applied;
+    }
     step(optimizer, applied.staleness);
   }
+  stats_.max_staleness = std::max(stats_.max_staleness, applied.staleness);
+  ++stats_.staleness[applied.staleness];
   ++updates_;
   return applied;
+}
+
+ReplayEntry FeatureReplay::discard(std::uint64_t step_number) {
+  auto entry = buffer_.pop(step_number);
+  error_feedback_.forget(entry.step);
+  return entry;
 }
 
 }  // namespace tandem::pipeline

@@ -40,6 +40,9 @@ struct ReplayStats {
 struct AppliedGradient {
   ReplayEntry entry;  // the batch (its input, labels, send time and wire size)
   int staleness = 0;  // edge updates between the batch's send and this update
+  // False when the divergence guard refused the step: the gradient from the cloud or the
+  // edge stages' own gradients were not finite. Nothing was changed then.
+  bool applied = true;
 };
 
 class FeatureReplay {
@@ -48,6 +51,8 @@ class FeatureReplay {
 
   // K for the batches sent from now on; only while nothing is in flight.
   void setStaleness(int staleness);
+  // Raises K while batches are in flight (the warm-up of split.staleness_warmup_steps).
+  void raiseStaleness(int staleness);
   bool full() const { return buffer_.full(); }
   bool empty() const { return buffer_.empty(); }
   std::size_t inFlight() const { return buffer_.size(); }
@@ -72,8 +77,13 @@ class FeatureReplay {
   // gradient; undefined at split 0, where the edge has no stages): error-feedback
   // correction, replay or retained backward, then an optimizer step tempered by the
   // staleness. Throws ProtocolError when `step` is not the oldest in flight.
+  // Before the optimizer step every gradient is checked (divergence guard); `poison`
+  // (fault injection) makes the edge stages' gradients NaN first.
   AppliedGradient apply(std::uint64_t step, torch::Tensor grad, models::StageModel& model, int split,
-                        optim::StageOptimizers& optimizer);
+                        optim::StageOptimizers& optimizer, bool poison = false);
+  // Forgets the oldest in-flight batch, `step`, without any update (its step failed the
+  // divergence guard, or comes after one that did).
+  ReplayEntry discard(std::uint64_t step);
 
   // Edge optimizer steps so far (a resumed run continues the count).
   std::uint64_t updates() const { return updates_; }

@@ -8,6 +8,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -24,6 +25,7 @@ struct ReplayEntry {
   std::uint64_t updates_at_send = 0;  // edge optimizer steps done when the batch was sent
   std::int64_t samples = 0;
   int epoch = 0;
+  std::int64_t batch = 0;        // the batch's index in its epoch
   torch::Tensor labels;          // to send the batch again after a link outage
   double sent_at = 0.0;          // edge steady clock (s) when handed to the transport
   std::uint64_t wire_bytes = 0;  // size of the Activations message
@@ -36,6 +38,8 @@ class ReplayBuffer {
   std::size_t capacity() const { return capacity_; }
   // Changes the capacity (a new K at an epoch boundary); only while empty.
   void setCapacity(std::size_t capacity);
+  // Raises the capacity, also with batches in flight (K warming up); never lowers it.
+  void raiseCapacity(std::size_t capacity) { capacity_ = std::max(capacity_, capacity); }
 
   bool full() const { return entries_.size() >= capacity_; }
   bool empty() const { return entries_.empty(); }

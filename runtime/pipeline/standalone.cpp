@@ -10,7 +10,9 @@
 #include "runtime/common/log.h"
 #include "runtime/optim/schedule.h"
 #include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/divergence_guard.h"
 #include "runtime/pipeline/evaluate.h"
+#include "runtime/pipeline/run_state.h"
 #include "runtime/pipeline/setup.h"
 #include "runtime/telemetry/progress.h"
 
@@ -51,26 +53,97 @@ telemetry::RunSummary StandaloneTrainer::run(const std::atomic<bool>& stop) {
     telemetry::updateProcessMetrics(*metrics_);
   }
 
+  // The divergence guard (docs/design.md): every step is checked before its optimizer
+  // step; a failed one rolls back to the newest snapshot at least half a snapshot interval
+  // old and continues with the learning rate × guard.lr_factor.
+  LossWatch watch(config.guard);
+  Snapshots snapshots(3);
+  double lr_scale = 1.0;
+  int rollbacks = 0;
+  std::uint64_t step = 0;  // over the run
+  const auto every = static_cast<std::uint64_t>(config.guard.snapshot_every_steps);
   for (int epoch = 0; epoch < config.run.epochs && !stop; ++epoch) {
     const auto epoch_start = Clock::now();
-    const double lr = optim::learningRate(config.optimizer, epoch, config.run.epochs);
+    double lr = optim::learningRate(config.optimizer, epoch, config.run.epochs) * lr_scale;
     optimizer.setLearningRate(lr);
     model.train(true);
     train_loader->startEpoch(epoch);
     RunningStats stats;
     if (metrics_) metrics_->epoch->Set(epoch + 1);
     telemetry::Progress progress("edge.standalone", epoch + 1, config.run.epochs, train_loader->batchesPerEpoch());
+    const auto snapshot = [&](std::int64_t next_batch) {
+      RunPosition position;
+      position.step = step;
+      position.epoch = epoch;
+      position.batch = next_batch;
+      position.stats = stats;
+      snapshots.add(captureRun("edge", config.run.name, position, model, optimizer, 0, n));
+    };
+    snapshots.clear();
+    snapshot(0);
     while (auto batch = train_loader->next()) {
       if (stop) break;
       const auto forward_start = Clock::now();
       optimizer.zeroGrad();
       auto logits = model.forward(batch->inputs, 0, n);
       auto loss = torch::nn::functional::cross_entropy(logits, batch->labels);
+      const double loss_value = loss.item<double>();
       const auto backward_start = Clock::now();
-      loss.backward();
+      auto verdict = watch.check(loss_value);
+      if (verdict == Verdict::kOk) {
+        loss.backward();
+        const auto parameters = model.parameters(0, n);
+        if (injectNanAt(config.guard, config::Role::kEdge, step)) poisonGradients(parameters);
+        if (!gradientsFinite(parameters)) verdict = Verdict::kNonFinite;
+      }
+      if (verdict != Verdict::kOk) {
+        telemetry::Intervention record;
+        record.epoch = epoch;
+        record.step = static_cast<std::int64_t>(step);
+        record.side = "edge";
+        record.reason = verdictName(verdict);
+        record.loss = loss_value;
+        if (metrics_)
+          (verdict == Verdict::kSpike ? metrics_->guard_loss_spike : metrics_->guard_non_finite)->Increment();
+        if (rollbacks >= config.guard.max_rollbacks) {
+          record.action = "stopped: guard.max_rollbacks reached";
+          summary.interventions.push_back(record);
+          summary.diverged = summary.interrupted = true;
+          if (metrics_) metrics_->guard_stopped->Increment();
+          telemetry::writeSummary(config.run.output_dir, summary);
+          throw TrainingDiverged(
+              fmt::format("training diverged at step {} (epoch {}): {} (loss {:.4g}); {} rollback(s) already made, "
+                          "guard.max_rollbacks = {}",
+                          step, epoch + 1, verdictName(verdict), loss_value, rollbacks, config.guard.max_rollbacks));
+        }
+        ++rollbacks;
+        const auto target = snapshots.target(step, every / 2);
+        const auto position = restoreRun(*snapshots.find(target), model, optimizer, 0, n);
+        snapshots.dropAfter(target);
+        std::string action;
+        lr_scale = saferSetting(TrainingSetting{0, "none", "none", lr_scale}, config.guard, action).lr_scale;
+        lr = optim::learningRate(config.optimizer, epoch, config.run.epochs) * lr_scale;
+        optimizer.setLearningRate(lr);
+        stats = position.stats;
+        record.rolled_back_to = static_cast<std::int64_t>(target);
+        record.action = action;
+        summary.interventions.push_back(record);
+        if (metrics_) metrics_->guard_rollback->Increment();
+        log->warn(
+            "divergence guard: step {} failed ({}, loss {:.4g}); rolled back to step {} (batch {}), {} ({} of {} "
+            "rollbacks)",
+            step, verdictName(verdict), loss_value, target, position.batch, action, rollbacks,
+            config.guard.max_rollbacks);
+        ++step;
+        train_loader->startEpoch(epoch, position.batch);
+        continue;
+      }
       optimizer.step();
+      watch.accept(loss_value);
+      ++step;
       const auto correct = logits.detach().argmax(1).eq(batch->labels).sum().item<std::int64_t>();
-      stats.add(loss.item<double>(), correct, batch->size());
+      stats.add(loss_value, correct, batch->size());
+      if (step % every == 0) snapshot(batch->index + 1);
       const auto step_end = Clock::now();
       if (metrics_) {
         auto& m = *metrics_;

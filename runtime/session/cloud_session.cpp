@@ -69,6 +69,12 @@ CloudSession::Admission CloudSession::admit(const Message& request) {
         return Admission::kAnswered;
       }
       return Admission::kHandle;
+    case MessageType::kRollback:
+      if (h.step == rollback_step_ && rollback_ack_) {
+        resend(&*rollback_ack_, "rollback", h.step);
+        return Admission::kAnswered;
+      }
+      return Admission::kHandle;
     case MessageType::kMigrate: {
       const auto& info = std::get<transport::MigrateInfo>(request.body);
       const std::pair<int, int> move{static_cast<int>(info.from), static_cast<int>(info.to)};
@@ -103,6 +109,12 @@ void CloudSession::answer(const Message& request, Message reply) {
     case MessageType::kCheckpoint:
       checkpoint_step_ = h.step;
       checkpoint_ack_ = transport::copyMessage(reply);
+      break;
+    case MessageType::kRollback:
+      rollback_step_ = h.step;
+      rollback_ack_ = transport::copyMessage(reply);
+      replies_.clear();  // the gradients of the abandoned steps are never asked for again (the edge drained)
+      reply_bytes_ = 0;
       break;
     case MessageType::kMigrate: {
       const auto& info = std::get<transport::MigrateInfo>(request.body);

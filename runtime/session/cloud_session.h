@@ -100,6 +100,8 @@ class CloudSession {
   std::optional<transport::Message> checkpoint_ack_;
   std::uint64_t checkpoint_step_ = std::numeric_limits<std::uint64_t>::max();
   std::optional<transport::Message> migrate_ack_;
+  std::optional<transport::Message> rollback_ack_;
+  std::uint64_t rollback_step_ = std::numeric_limits<std::uint64_t>::max();
   std::pair<int, int> last_migration_{-1, -1};
   std::size_t keep_replies_ = 4;
   std::uint64_t reply_budget_ = std::numeric_limits<std::uint64_t>::max();

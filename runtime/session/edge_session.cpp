@@ -23,7 +23,7 @@ constexpr auto kResyncEvery = std::chrono::seconds(2);
 
 bool isControlReply(MessageType type) {
   return type == MessageType::kEpochAck || type == MessageType::kCheckpointAck || type == MessageType::kMigrateAck ||
-         type == MessageType::kProbeReply || type == MessageType::kShutdownAck;
+         type == MessageType::kRollbackAck || type == MessageType::kProbeReply || type == MessageType::kShutdownAck;
 }
 
 std::string seconds(std::chrono::milliseconds d) { return fmt::format("{:.1f}", d.count() / 1000.0); }
@@ -268,6 +268,8 @@ bool EdgeSession::answersPending(const Message& reply) const {
     case MessageType::kCheckpoint:
       return reply.header.type == MessageType::kCheckpointAck && reply.header.step == pending_->header.step;
     case MessageType::kMigrate: return reply.header.type == MessageType::kMigrateAck;
+    case MessageType::kRollback:
+      return reply.header.type == MessageType::kRollbackAck && reply.header.step == pending_->header.step;
     case MessageType::kShutdown: return reply.header.type == MessageType::kShutdownAck;
     case MessageType::kProbe:
       return reply.header.type == MessageType::kProbeReply &&

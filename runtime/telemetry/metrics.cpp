@@ -52,6 +52,7 @@ struct Metrics::Families {
   Family<Histogram>& phase;
   Family<Gauge>& memory;
   Family<Counter>& errors;
+  Family<Counter>& guard;
   Family<Counter>& limit_hits;
   Family<Gauge>& build_info;
 
@@ -99,6 +100,11 @@ struct Metrics::Families {
                    .Help("Resident memory of the trainer process")
                    .Register(r)),
         errors(BuildCounter().Name("tandem_errors_total").Help("Errors by kind").Register(r)),
+        guard(BuildCounter()
+                  .Name("tandem_guard_events_total")
+                  .Help("Divergence guard: training steps that failed their check (non_finite, loss_spike), "
+                        "rollbacks, and runs it stopped")
+                  .Register(r)),
         limit_hits(BuildCounter()
                        .Name("tandem_limit_hits_total")
                        .Help("Times a limit (limits.*) refused or dropped something, by limit")
@@ -328,6 +334,10 @@ TrainerMetrics& Metrics::forEdge(const std::string& requested) {
   m->errors_timeout = &f.errors.Add(with("kind", "timeout"));
   m->errors_reconnect = &f.errors.Add(with("kind", "reconnect"));
   m->errors_protocol = &f.errors.Add(with("kind", "protocol"));
+  m->guard_non_finite = &f.guard.Add(with("event", "non_finite"));
+  m->guard_loss_spike = &f.guard.Add(with("event", "loss_spike"));
+  m->guard_rollback = &f.guard.Add(with("event", "rollback"));
+  m->guard_stopped = &f.guard.Add(with("event", "stopped"));
   auto* codec_family = &f.codec;
   m->codec_gauge = [codec_family, labels](const std::string& codec) {
     auto l = labels;

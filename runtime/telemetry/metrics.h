@@ -22,6 +22,9 @@
 //                                                                  encode, decode
 //   tandem_process_resident_memory_bytes
 //   tandem_errors_total{kind}                                      rejected, timeout, reconnect, protocol
+//   tandem_guard_events_total{event}                               divergence guard: non_finite, loss_spike
+//                                                                  (steps that failed their check), rollback,
+//                                                                  stopped (runs it ended)
 //   tandem_limit_hits_total{limit}                                 a limits.* key refused or dropped something:
 //                                                                  sessions, sessions_per_peer, pending_sessions,
 //                                                                  session_memory, peer_rate, peer_queue; per
@@ -100,6 +103,10 @@ struct TrainerMetrics {
   prometheus::Counter* errors_timeout;
   prometheus::Counter* errors_reconnect;
   prometheus::Counter* errors_protocol;
+  prometheus::Counter* guard_non_finite;
+  prometheus::Counter* guard_loss_spike;
+  prometheus::Counter* guard_rollback;
+  prometheus::Counter* guard_stopped;
 
   // tandem_uplink_codec_info: 1 for `codec`, 0 for the others seen before.
   void setCodec(const std::string& codec);

@@ -130,6 +130,16 @@ std::string toJson(const RunSummary& s) {
                             {"seconds", r.seconds},
                             {"bytes", r.bytes}});
   }
+  json interventions = json::array();
+  for (const auto& i : s.interventions) {
+    interventions.push_back({{"epoch", i.epoch + 1},
+                             {"step", i.step},
+                             {"side", i.side},
+                             {"reason", i.reason},
+                             {"loss", measured(i.loss)},
+                             {"rolled_back_to", i.rolled_back_to < 0 ? json() : json(i.rolled_back_to)},
+                             {"action", i.action}});
+  }
   // Final figures come from the last epoch that measured them; null when none did.
   const EpochRecord* last_trained = s.history.empty() ? nullptr : &s.history.back();
   const EpochRecord* last_tested = nullptr;
@@ -163,6 +173,8 @@ std::string toJson(const RunSummary& s) {
       {"split_points", s.splitPoints()},
       {"staleness", s.staleness()},
       {"repartitions", repartitions},
+      {"interventions", interventions},
+      {"diverged", s.diverged},
       {"history", epochs},
   };
   if (s.pipeline) {

@@ -46,6 +46,18 @@ struct Repartition {
   std::uint64_t bytes = 0;
 };
 
+// One intervention of the divergence guard: a training step that failed its check, and
+// what was done about it.
+struct Intervention {
+  int epoch = 0;                     // 0-based here, 1-based in JSON
+  std::int64_t step = 0;             // the training step (0-based over the run) that failed
+  std::string side;                  // edge | cloud: where the check failed
+  std::string reason;                // non_finite | loss_spike
+  double loss = 0.0;                 // that step's loss (NaN: null in JSON)
+  std::int64_t rolled_back_to = -1;  // steps applied at the snapshot restored; -1: none (the run stopped)
+  std::string action;                // the safer setting from then on, e.g. "K 4 -> 2"; or why the run stopped
+};
+
 // The measured pipeline of a split run: mean seconds per step of each stage, the slowest
 // of them (the bound on throughput) and how close the run came to it.
 struct PipelineBound {
@@ -71,6 +83,8 @@ struct RunSummary {
   std::uint64_t bytes_downlink = 0;
   std::vector<EpochRecord> history;
   std::vector<Repartition> repartitions;
+  std::vector<Intervention> interventions;
+  bool diverged = false;  // the divergence guard stopped the run (exit 1)
   std::optional<PipelineBound> pipeline;
 
   std::int64_t totalSteps() const;

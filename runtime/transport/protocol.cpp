@@ -2,6 +2,7 @@
 
 #include <cereal/archives/binary.hpp>
 
+#include <cmath>
 #include <sstream>
 #include <streambuf>
 
@@ -114,6 +115,8 @@ void visitBody(MessageType type, Visitor&& v) {
     case MessageType::kCheckpointAck: v(CheckpointInfo{}); break;
     case MessageType::kResync:
     case MessageType::kResyncReply: v(ResyncInfo{}); break;
+    case MessageType::kRollback:
+    case MessageType::kRollbackAck: v(RollbackInfo{}); break;
     default: v(std::monostate{}); break;
   }
 }
@@ -166,6 +169,17 @@ void fields(IO& io, StepResult& r) {
   io.pod(r.arrived_at);
   io.pod(r.replied_at);
   io.pod(r.compute_seconds);
+  io.pod(r.verdict);
+}
+template <typename IO>
+void fields(IO& io, RollbackInfo& r) {
+  io.pod(r.to_step);
+  io.pod(r.staleness);
+  io.string(r.uplink_codec, "rollback.uplink_codec");
+  io.string(r.downlink_codec, "rollback.downlink_codec");
+  io.pod(r.lr_scale);
+  io.string(r.reason, "rollback.reason");
+  io.pod(r.steps);
 }
 template <typename IO>
 void fields(IO& io, ProbeInfo& p) {
@@ -187,6 +201,7 @@ void fields(IO& io, EpochInfo& e) {
   io.pod(e.steps);
   io.pod(e.train_loss);
   io.pod(e.train_accuracy);
+  io.pod(e.snapshot_every);
 }
 template <typename IO>
 void fields(IO& io, ShutdownInfo& s) {
@@ -246,11 +261,13 @@ const char* messageTypeName(MessageType type) {
     case MessageType::kCheckpointAck: return "CheckpointAck";
     case MessageType::kResync: return "Resync";
     case MessageType::kResyncReply: return "ResyncReply";
+    case MessageType::kRollback: return "Rollback";
+    case MessageType::kRollbackAck: return "RollbackAck";
   }
   return "Unknown";
 }
 
-bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 21; }
+bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 23; }
 
 std::size_t dtypeSize(DType dtype) {
   switch (dtype) {
@@ -406,6 +423,21 @@ DecodedHeader decodeHeaderFrame(const void* data, std::size_t size, const Limits
     if (const auto* e = std::get_if<ErrorInfo>(&out.body)) {
       if (static_cast<std::uint8_t>(e->code) < 1 || static_cast<std::uint8_t>(e->code) > 9) {
         throw WireError(ErrorCode::kMalformed, "unknown error code " + std::to_string(static_cast<int>(e->code)));
+      }
+    }
+    if (const auto* r = std::get_if<StepResult>(&out.body)) {
+      if (r->verdict > 2) throw WireError(ErrorCode::kMalformed, "unknown verdict " + std::to_string(r->verdict));
+    }
+    if (const auto* r = std::get_if<RollbackInfo>(&out.body)) {
+      if (!std::isfinite(r->lr_scale) || r->lr_scale <= 0 || r->lr_scale > 1) {
+        throw WireError(ErrorCode::kMalformed, "rollback learning-rate scale outside (0, 1]");
+      }
+      for (const auto* codec : {&r->uplink_codec, &r->downlink_codec}) {
+        try {
+          compression::makeCodec(*codec);
+        } catch (const compression::CodecError& e) {
+          throw WireError(ErrorCode::kMalformed, std::string("rollback codec: ") + e.what());
+        }
       }
     }
   } catch (const cereal::Exception& e) {

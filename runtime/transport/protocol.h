@@ -19,7 +19,7 @@
 namespace tandem::transport {
 
 inline constexpr std::uint32_t kMagic = 0x4D444E54;  // "TNDM" little-endian
-inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::uint16_t kProtocolVersion = 2;
 
 enum class MessageType : std::uint8_t {
   kHello = 1,            // edge → cloud: handshake
@@ -43,6 +43,8 @@ enum class MessageType : std::uint8_t {
   kCheckpointAck = 19,   // cloud → edge: CheckpointInfo; written
   kResync = 20,          // edge → cloud: ResyncInfo; after a link outage, where do we stand?
   kResyncReply = 21,     // cloud → edge: ResyncInfo; also sent unasked when the cloud saw messages lost
+  kRollback = 22,        // edge → cloud: RollbackInfo; restore the snapshot at to_step (divergence guard)
+  kRollbackAck = 23,     // cloud → edge: RollbackInfo; restored
 };
 const char* messageTypeName(MessageType type);
 bool isKnownMessageType(std::uint8_t raw);
@@ -126,6 +128,10 @@ struct StepResult {
   double arrived_at = 0.0;    // cloud clock (s): the activation arrived complete
   double replied_at = 0.0;    // cloud clock (s): this reply was handed to the transport
   double compute_seconds = 0.0;  // the cloud's forward, backward and step for this batch
+  // The divergence guard's check of this step on the cloud (pipeline::Verdict: 0 ok,
+  // 1 non-finite loss or gradient, 2 loss spike). Not 0: the cloud did not apply the step
+  // and the gradient sent is zeros.
+  std::uint8_t verdict = 0;
 };
 
 // Ping and bandwidth probe. t0: edge clock at send; t1, t2: cloud clock at arrival and
@@ -154,6 +160,24 @@ struct EpochInfo {
   std::int64_t steps = 0;
   double train_loss = 0.0;
   double train_accuracy = 0.0;
+  // EpochBegin: both sides keep an in-memory snapshot at the epoch's start and after
+  // every step s with (s + 1) % snapshot_every == 0 that was applied (0: at the start only).
+  std::uint32_t snapshot_every = 0;
+};
+
+// A rollback of the divergence guard (docs/design.md): the cloud restores its snapshot
+// taken when `to_step` steps were applied, and trains from now on with `staleness`, the
+// codecs and `lr_scale` × its learning-rate schedule. Step numbers go on increasing; the
+// edge sends the batches after the snapshot again. The ack echoes the request with
+// `steps`, the cloud's training steps in the epoch after restoring.
+struct RollbackInfo {
+  std::uint64_t to_step = 0;
+  std::uint32_t staleness = 0;
+  std::string uplink_codec;
+  std::string downlink_codec;
+  double lr_scale = 1.0;
+  std::string reason;
+  std::int64_t steps = 0;
 };
 
 struct ShutdownInfo {
@@ -180,7 +204,7 @@ struct ErrorInfo {
 };
 
 using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo, ProbeInfo,
-                          MigrateInfo, CheckpointInfo, ResyncInfo>;
+                          MigrateInfo, CheckpointInfo, ResyncInfo, RollbackInfo>;
 
 // Size limits enforced while decoding, before any allocation.
 struct Limits {

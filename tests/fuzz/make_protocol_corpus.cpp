@@ -63,10 +63,15 @@ int main(int argc, char** argv) {
          std::string(payload.begin(), payload.end())});
   }
   add("gradients", {encodeHeaderFrame(header(MessageType::kGradients, {tensor(DType::kFloat32, {1, 2}, 8)}),
-                                      StepResult{0.5, 1, 2, 1.0, 2.0, 0.1}),
+                                      StepResult{0.5, 1, 2, 1.0, 2.0, 0.1, 0}),
                     std::string(8, '\2')});
   add("eval_result", {encodeHeaderFrame(header(MessageType::kEvalResult), StepResult{})});
-  add("epoch_begin", {encodeHeaderFrame(header(MessageType::kEpochBegin), EpochInfo{4, 100, 0, 0})});
+  add("epoch_begin", {encodeHeaderFrame(header(MessageType::kEpochBegin), EpochInfo{4, 100, 0, 0, 50})});
+  add("gradients_diverged", {encodeHeaderFrame(header(MessageType::kGradients, {tensor(DType::kFloat32, {1, 2}, 8)}),
+                                               StepResult{1e30, 0, 2, 1.0, 2.0, 0.1, 2}),
+                             std::string(8, '\0')});
+  add("rollback",
+      {encodeHeaderFrame(header(MessageType::kRollback), RollbackInfo{48, 2, "int8", "none", 0.5, "non_finite", 0})});
   add("heartbeat", {encodeHeaderFrame(header(MessageType::kHeartbeat), std::monostate{})});
   add("shutdown", {encodeHeaderFrame(header(MessageType::kShutdown), ShutdownInfo{"done", true})});
   add("error", {encodeHeaderFrame(header(MessageType::kError), ErrorInfo{ErrorCode::kHandshake, "no"})});

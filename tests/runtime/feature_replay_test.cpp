@@ -35,7 +35,7 @@ data::Batch batch(const models::StageModel& model, int seed) {
   const auto& in = model.boundaryShapes().front();
   std::vector<std::int64_t> shape{4};
   shape.insert(shape.end(), in.begin(), in.end());
-  return data::Batch{torch::randn(shape), torch::tensor({0, 1, 2, 0}, torch::kInt64), 0};
+  return data::Batch{torch::randn(shape), torch::tensor({0, 1, 2, 0}, torch::kInt64), 0, {}};
 }
 
 // A stand-in for the cloud's gradient of the boundary activation.

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 namespace tandem::transport {
@@ -86,6 +87,34 @@ TEST(Protocol, RoundTripsEveryBody) {
   EXPECT_EQ(std::get<ProbeInfo>(decodeHeaderFrame(pr.data(), pr.size(), Limits{}).body).reply_bytes, 1024u);
   const auto sd = encodeHeaderFrame(header(MessageType::kShutdown), ShutdownInfo{"interrupted", false});
   EXPECT_FALSE(std::get<ShutdownInfo>(decodeHeaderFrame(sd.data(), sd.size(), Limits{}).body).completed);
+  const auto eb = encodeHeaderFrame(header(MessageType::kEpochBegin), EpochInfo{4, 100, 0, 0, 50});
+  EXPECT_EQ(std::get<EpochInfo>(decodeHeaderFrame(eb.data(), eb.size(), Limits{}).body).snapshot_every, 50u);
+  const auto dv = encodeHeaderFrame(header(MessageType::kGradients), StepResult{1.0, 0, 8, 0, 0, 0, 2});
+  EXPECT_EQ(std::get<StepResult>(decodeHeaderFrame(dv.data(), dv.size(), Limits{}).body).verdict, 2);
+  const auto rb =
+      encodeHeaderFrame(header(MessageType::kRollback), RollbackInfo{48, 2, "int8", "none", 0.5, "loss_spike", 7});
+  const auto back_rb = std::get<RollbackInfo>(decodeHeaderFrame(rb.data(), rb.size(), Limits{}).body);
+  EXPECT_EQ(back_rb.to_step, 48u);
+  EXPECT_EQ(back_rb.staleness, 2u);
+  EXPECT_EQ(back_rb.uplink_codec, "int8");
+  EXPECT_EQ(back_rb.downlink_codec, "none");
+  EXPECT_DOUBLE_EQ(back_rb.lr_scale, 0.5);
+  EXPECT_EQ(back_rb.reason, "loss_spike");
+  EXPECT_EQ(back_rb.steps, 7);
+}
+
+TEST(Protocol, RejectsUnknownVerdictsAndBadRollbacks) {
+  EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kGradients), StepResult{1.0, 0, 8, 0, 0, 0, 3})),
+              HasSubstr("unknown verdict 3"));
+  for (double scale : {0.0, -1.0, 1.5, std::nan("")}) {
+    EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kRollback),
+                                          RollbackInfo{1, 0, "none", "none", scale, "non_finite", 0})),
+                HasSubstr("learning-rate scale outside (0, 1]"))
+        << scale;
+  }
+  EXPECT_THAT(errorOf(encodeHeaderFrame(header(MessageType::kRollback),
+                                        RollbackInfo{1, 0, "int9", "none", 1.0, "non_finite", 0})),
+              HasSubstr("rollback codec"));
 }
 
 TEST(Protocol, BodyMustMatchType) {
@@ -97,8 +126,8 @@ TEST(Protocol, RejectsBadMagicVersionAndType) {
   h.magic = 0xdeadbeef;
   EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})), HasSubstr("malformed: bad magic"));
   h = header(MessageType::kHeartbeat);
-  h.version = 2;
-  EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})), HasSubstr("version: protocol version 2, expected 1"));
+  h.version = 1;
+  EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})), HasSubstr("version: protocol version 1, expected 2"));
   auto frame = encodeHeaderFrame(header(MessageType::kHeartbeat), std::monostate{});
   frame[6] = 99;  // the type byte follows magic (4) and version (2)
   EXPECT_THAT(errorOf(frame), HasSubstr("unknown message type 99"));

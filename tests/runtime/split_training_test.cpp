@@ -386,11 +386,11 @@ TEST(SplitTraining, HostilePeerCannotDisturbAGoodRun) {
   // Another protocol version.
   {
     auto h = headerOf(MessageType::kHello);
-    h.version = 2;
+    h.version = 1;
     bad.send(h, transport::Hello{}, {}, false);
     const auto e = bad.expectError();
     EXPECT_EQ(e.code, ErrorCode::kVersion);
-    EXPECT_THAT(e.message, HasSubstr("protocol version 2, expected 1"));
+    EXPECT_THAT(e.message, HasSubstr("protocol version 1, expected 2"));
   }
   // Unknown message type.
   {
@@ -520,6 +520,47 @@ TEST(SplitTraining, EveryCloudThreadKeepsTurningWhileAPeerDoesNotRead) {
   EXPECT_EQ(summary.history.size(), 1u);
   EXPECT_THAT(stalls, ::testing::IsEmpty());
   cloud.finish();
+}
+
+}  // namespace
+}  // namespace tandem::pipeline
+
+namespace tandem::pipeline {
+namespace {
+
+// At p = 0 the edge sends Fashion-MNIST's own uint8 pixels, a quarter of float32, and the
+// cloud normalises them exactly as the edge does: K = 0 still equals standalone.
+TEST(SplitTraining, SplitZeroSendsNativePixelsAndStillEqualsStandalone) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "needs dataset-fashion-mnist";
+  }
+  auto config = config::parseConfig(R"(
+run: {name: pixels, epochs: 1, seed: 3}
+data: {dataset: fashion_mnist, path: /usr/share/datasets/fashion-mnist, batch_size: 16, max_train_batches: 6,
+       max_test_batches: 2}
+model: {name: mlp}
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+split: {point: 0, staleness: 0}
+link: {heartbeat_interval_s: 0.5, peer_timeout_s: 10, connect_timeout_s: 10}
+security: {mode: plaintext}
+)",
+                                    "pixels.yaml", {"run.output_dir=" + outputDir("pixels")});
+  StandaloneTrainer standalone(config);
+  std::atomic<bool> stop{false};
+  standalone.run(stop);
+  const int n = standalone.model().numStages();
+  testing::CloudThread cloud(config);
+  auto edge = testing::makeEdge(config, cloud.endpoint);
+  const auto summary = edge->run(stop);
+  cloud.join();
+  ASSERT_EQ(cloud.outcome, CloudOutcome::kCompleted);
+  EXPECT_LE(maxDifference(cloud.cloud->lastModel()->state(0, n), standalone.model().state(0, n)), 1e-6);
+  // 6 training and 2 evaluation batches of 16 × 784 pixels, one byte each, plus labels and
+  // headers: far below the 4 bytes per pixel of float32.
+  const double pixels = 8.0 * 16 * 784;
+  EXPECT_GT(static_cast<double>(summary.bytes_uplink), pixels);
+  EXPECT_LT(static_cast<double>(summary.bytes_uplink), 1.5 * pixels);
+  fs::remove_all(config.run.output_dir);
 }
 
 }  // namespace

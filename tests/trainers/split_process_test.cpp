@@ -2,10 +2,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 
 #include "tests/trainers/process.h"
 
@@ -199,6 +202,75 @@ TEST_F(SplitProcesses, EdgeWithoutCloudGivesUp) {
   auto edge = startEdge({"--set", "link.connect_timeout_s=1.5"});
   EXPECT_EQ(edge->wait(30s), 1);
   EXPECT_THAT(edge->output(), HasSubstr("without an answer (is cloud_trainer running and reachable?)"));
+}
+
+// The divergence guard end to end: with no rollback allowed, a NaN gradient on the cloud
+// ends both processes with exit 1, and the summaries say why.
+TEST_F(SplitProcesses, AGuardStopExitsOneOnBothSides) {
+  const std::vector<std::string> guard{"--set", "guard.max_rollbacks=0",    "--set", "guard.inject_nan_step=7",
+                                       "--set", "guard.inject_nan_on=cloud"};
+  auto cloud = startCloud(guard);
+  auto edge = startEdge(guard);
+  EXPECT_EQ(edge->wait(120s), 1) << edge->output();
+  EXPECT_EQ(cloud->wait(30s), 1) << cloud->output();
+  EXPECT_THAT(edge->output(), HasSubstr("training diverged at step 7"));
+  EXPECT_THAT(cloud->output(), HasSubstr("diverged"));
+  EXPECT_EQ(summary("edge")["diverged"], true);
+  EXPECT_EQ(summary("cloud")["diverged"], true);
+}
+
+// The measured failure of issue 12: cnn split 3, int8, K = 4 over the step-drop trace with
+// 20 ms RTT used to end epoch 2 with a NaN loss, 10 % accuracy and exit 0 on both sides.
+// Now the run either ends with a finite loss and at most 2 points below K = 0 (which is
+// synchronous, so the link does not change what it learns: it runs on plain loopback), or
+// stops with exit 1 and says it diverged. Never exit 0 on NaN.
+TEST_F(SplitProcesses, TheStepDropReproducerEndsFiniteOrExitsOne) {
+  const std::string dataset = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(dataset + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "needs dataset-fashion-mnist";
+  config_ = std::string(TANDEM_SOURCE_DIR) + "/configs/fashion_mnist_cnn.yaml";
+  const std::vector<std::string> common{"--set", "split.point=3",
+                                        "--set", "compression.uplink=int8",
+                                        "--set", "run.epochs=2",
+                                        "--set", "data.max_train_batches=60",
+                                        "--set", "data.max_test_batches=40",
+                                        "--set", "run.threads=1",
+                                        "--set", "metrics.port=0"};
+  const auto run = [&](const std::string& name, std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    extra.insert(extra.end(), {"--set", "run.output_dir=" + (dir_ / name).string()});
+    fs::remove(dir_ / "endpoint");  // the previous run's
+    auto cloud_args = extra;
+    cloud_args.insert(cloud_args.end(), {"--set", "link.endpoint=tcp://127.0.0.1:*"});
+    auto cloud = startCloud(cloud_args);
+    auto edge = startEdge(extra);
+    const int edge_rc = edge->wait(300s);
+    const int cloud_rc = cloud->wait(60s);
+    std::ifstream in(dir_ / name / "summary-edge.json");
+    const auto summary = in ? nlohmann::json::parse(in) : nlohmann::json();
+    return std::make_tuple(edge_rc, cloud_rc, summary, edge->output());
+  };
+  const auto [base_rc, base_cloud_rc, base, base_log] = run("k0", {"--set", "split.staleness=0"});
+  ASSERT_EQ(base_rc, 0) << base_log;
+  ASSERT_EQ(base_cloud_rc, 0);
+  const auto [rc, cloud_rc, got, log] =
+      run("k4", {"--set", "split.staleness=4", "--set",
+                 "link.emulate.trace=" + std::string(TANDEM_SOURCE_DIR) + "/benchmarks/traces/step_drop.csv", "--set",
+                 "link.emulate.rtt_ms=20"});
+  ASSERT_FALSE(got.is_null()) << log;
+  if (rc == 0) {
+    EXPECT_EQ(cloud_rc, 0);
+    EXPECT_EQ(got["diverged"], false);
+    ASSERT_TRUE(got["final_train_loss"].is_number()) << log;  // null is NaN
+    EXPECT_TRUE(std::isfinite(got["final_train_loss"].get<double>())) << log;
+    EXPECT_GE(got["final_test_accuracy"].get<double>(), base["final_test_accuracy"].get<double>() - 0.02) << log;
+  } else {
+    EXPECT_EQ(rc, 1) << log;
+    EXPECT_EQ(cloud_rc, 1);
+    EXPECT_EQ(got["diverged"], true);
+    EXPECT_THAT(log, HasSubstr("training diverged"));
+  }
+  std::cout << "reproducer: exit " << rc << ", " << got["interventions"].size() << " intervention(s), test accuracy "
+            << got["final_test_accuracy"] << " (K = 0: " << base["final_test_accuracy"] << ")\n";
 }
 
 }  // namespace
