@@ -21,6 +21,10 @@ double RateHistory::spanSeconds() const {
   return samples_.empty() ? 0.0 : samples_.back().time - samples_.front().time;
 }
 
+// A message takes longer when the link is slow, so slow states have longer gaps between
+// samples; only a much longer gap (a pause in traffic) is capped.
+constexpr double kMaxGapFactor = 20.0;
+
 std::vector<double> RateHistory::weights() const {
   std::vector<double> gaps;
   for (std::size_t i = 1; i < samples_.size(); ++i) gaps.push_back(samples_[i].time - samples_[i - 1].time);
@@ -30,7 +34,7 @@ std::vector<double> RateHistory::weights() const {
   std::vector<double> w(samples_.size(), 1.0);
   if (median_gap <= 0) return w;  // simultaneous samples (or one): equal weights
   w[0] = median_gap;
-  for (std::size_t i = 1; i < samples_.size(); ++i) w[i] = std::clamp(gaps[i - 1], 0.0, 4.0 * median_gap);
+  for (std::size_t i = 1; i < samples_.size(); ++i) w[i] = std::clamp(gaps[i - 1], 0.0, kMaxGapFactor * median_gap);
   if (std::all_of(w.begin(), w.end(), [](double x) { return x <= 0; })) std::fill(w.begin(), w.end(), 1.0);
   return w;
 }

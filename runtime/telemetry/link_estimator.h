@@ -54,10 +54,10 @@ struct LinkEstimatorOptions {
 
 // What one direction of the link did over the history window. Samples carry the time
 // they were taken (edge clock, seconds); each one stands for the time since the one
-// before it (capped at 4× the median gap, so a pause in traffic, e.g. an evaluation, does
-// not make one sample stand for minutes), which makes the statistics time-weighted: a
-// link that spends 80% of the time slow has its median in the slow state however many
-// messages the fast periods carried.
+// before it (capped at 20× the median gap, so a pause in traffic, e.g. an evaluation, does
+// not make one sample stand for minutes, while the longer gaps of a slow state count), which makes the statistics
+// time-weighted: a link that spends 80% of the time slow has its median in the slow state however many messages the
+// fast periods carried.
 class RateHistory {
  public:
   struct Sample {

@@ -231,9 +231,9 @@ TEST(RateHistory, StatisticsAreTimeWeighted) {
   EXPECT_DOUBLE_EQ(h.quantile(0.5), 10 * kMbit);
   EXPECT_DOUBLE_EQ(h.quantile(0.1), 10 * kMbit);
   EXPECT_DOUBLE_EQ(h.quantile(0.9), 50 * kMbit);
-  // Gaps are capped at 4× the median (0.1 s): a slow sample counts 0.4 s, a fast 0.1 s,
-  // so 40 × 0.4 = 16 s slow against 100 × 0.1 = 10 s fast (+ the first sample).
-  const double slow = 40 * 0.4;
+  // Each sample counts the gap before it: a slow one 1 s, a fast one 0.1 s, so 40 s slow
+  // against 10 s fast (the first sample counts the median gap).
+  const double slow = 40 * 1.0;
   const double fast = 100 * 0.1;
   const double mean = (slow * 10 + fast * 50) / (slow + fast);
   EXPECT_NEAR(h.mean(), mean * kMbit, 0.02 * mean * kMbit);
@@ -246,6 +246,7 @@ TEST(RateHistory, StatisticsAreTimeWeighted) {
 
 TEST(RateHistory, RecentMinimumWindowAndSince) {
   RateHistory h(30, 4096, 1.5);
+  h.add(-1000, 1 * kMbit);  // long expired
   for (int i = 0; i <= 100; ++i) h.add(i, i == 50 ? 1 * kMbit : i == 90 ? 3 * kMbit : 20 * kMbit);
   // The 30 s window: samples 70..100, so the dip at 50 s has expired.
   EXPECT_DOUBLE_EQ(h.samples().front().time, 70.0);
@@ -283,6 +284,14 @@ TEST(LinkEstimator, KeepsAHistoryBeyondTheMedianWindowInTheEdgeClock) {
   // seconds), not the cloud's (θ = 1234 s ahead).
   EXPECT_LT(up.samples().back().time, 100.0);
   EXPECT_GT(up.samples().back().time, 0.0);
+}
+
+TEST(RateHistory, APauseInTrafficDoesNotMakeOneSampleStandForIt) {
+  RateHistory h(600, 4096, 1.5);
+  for (int i = 0; i < 50; ++i) h.add(i * 0.1, 30 * kMbit);
+  h.add(300, 1 * kMbit);  // after a 5-minute pause (an evaluation, say): capped at 20 × 0.1 s
+  EXPECT_DOUBLE_EQ(h.quantile(0.5), 30 * kMbit);
+  EXPECT_DOUBLE_EQ(h.minimum(), 1 * kMbit);
 }
 
 }  // namespace
