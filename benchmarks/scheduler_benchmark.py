@@ -79,12 +79,15 @@ def stages(model):
 def measured(args):
     out = Path(args.out) / "measured"
     out.mkdir(parents=True, exist_ok=True)
-    traces = [str(ROOT / "benchmarks" / "traces" / t) for t in ("4g.csv", "wifi.csv")]
+    generated = []
     for i, kind in enumerate(("oscillating", "outages")):
         path = out / f"{kind}-{args.seed + 100 + i}.csv"
         subprocess.run([str(REPLAY), "--write-trace", kind, "--seed", str(args.seed + 100 + i), "--out", str(path)],
                        check=True, cwd=ROOT)
-        traces.append(str(path))
+        generated.append(str(path))
+    shipped = [str(ROOT / "benchmarks" / "traces" / t) for t in ("4g.csv", "wifi.csv")]
+    # Interleaved (shipped, random, shipped, random) so --measured-traces 2 keeps one of each.
+    traces = [shipped[0], generated[0], shipped[1], generated[1]][:args.measured_traces]
     rows, error_rows, ratios = [], [], []
     for model in args.models:
         config = ROOT / "configs" / f"fashion_mnist_{model}.yaml"
@@ -191,6 +194,7 @@ def main():
     parser.add_argument("what", nargs="*", default=["matrix", "measured"])
     parser.add_argument("--batches", type=int, default=40, help="training batches per measured run")
     parser.add_argument("--models", nargs="+", default=["cnn", "mlp"], help="measured: models")
+    parser.add_argument("--measured-traces", type=int, default=4, help="measured: traces per model (at most 4)")
     parser.add_argument("--random", type=int, default=9, help="matrix: random traces")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random traces (default: random, printed)")
     parser.add_argument("--rtt", type=float, default=20.0)

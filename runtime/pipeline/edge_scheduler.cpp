@@ -41,10 +41,37 @@ std::int64_t inputElementBytes(const std::string& dataset) {
   return dataset == "fashion_mnist" || dataset == "cifar10" ? 1 : 4;
 }
 
-std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink,
-                                             const telemetry::RateHistory& downlink,
+namespace {
+
+// A regime change: the last kMinHistorySamples samples all lie outside the range the
+// earlier ones covered (below their 5% quantile or above their 95%). The link is then in a
+// state it has not shown before, and only the history since the change describes it.
+telemetry::RateHistory currentRegime(const telemetry::RateHistory& h) {
+  const std::size_t recent = EdgeScheduler::kMinHistorySamples;
+  if (h.size() < 2 * recent) return h;
+  const auto& samples = h.samples();
+  const double split_time = samples[samples.size() - recent].time;
+  telemetry::RateHistory older(0, samples.size(), 1.5);
+  for (std::size_t i = 0; i + recent < samples.size(); ++i) older.add(samples[i].time, samples[i].bps);
+  const double lo = older.quantile(0.05);
+  const double hi = older.quantile(0.95);
+  bool below = true;
+  bool above = true;
+  for (std::size_t i = samples.size() - recent; i < samples.size(); ++i) {
+    below = below && samples[i].bps < lo;
+    above = above && samples[i].bps > hi;
+  }
+  return below || above ? h.since(split_time) : h;
+}
+
+}  // namespace
+
+std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink_history,
+                                             const telemetry::RateHistory& downlink_history,
                                              const scheduler::LinkEstimate& fallback) {
   std::vector<scheduler::LinkState> out;
+  const auto uplink = currentRegime(uplink_history);
+  const auto downlink = currentRegime(downlink_history);
   if (uplink.size() < EdgeScheduler::kMinHistorySamples) return out;
   const bool down = downlink.size() >= EdgeScheduler::kMinHistorySamples;
   const double weight = 1.0 / static_cast<double>(std::size(EdgeScheduler::kStateQuantiles));

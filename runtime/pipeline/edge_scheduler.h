@@ -40,7 +40,10 @@ std::int64_t inputElementBytes(const std::string& dataset);
 // by rank (both directions fade together on the links we model), with equal weights, and
 // `rtt` for all. Empty while the uplink history has fewer than kMinHistorySamples
 // samples: the planner then uses the median estimate alone. A direction with too short a
-// history takes `fallback` for that direction in every state.
+// history takes `fallback` for that direction in every state. After a regime change (the
+// last kMinHistorySamples samples all outside the 5–95% range of the earlier ones: a step
+// to a state never seen) only the history since the change counts, so a lasting drop is
+// followed instead of being averaged away.
 std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink,
                                              const telemetry::RateHistory& downlink,
                                              const scheduler::LinkEstimate& fallback);

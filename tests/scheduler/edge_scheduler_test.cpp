@@ -159,6 +159,19 @@ TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) 
   EXPECT_EQ(log[0]["bandwidth_kept"], moved ? 0 : 1);
 }
 
+TEST(LinkStates, AnOscillationKeepsEveryStateButALastingStepStartsAfresh) {
+  telemetry::RateHistory up(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) up.add(i, (i / 10) % 2 == 0 ? 50e6 : 5e6);  // 50 <-> 5 Mbit/s
+  const auto oscillating = linkStates(up, up, {});
+  ASSERT_EQ(oscillating.size(), 5u);
+  EXPECT_DOUBLE_EQ(oscillating.front().link.uplink_bps, 5e6);
+  EXPECT_DOUBLE_EQ(oscillating.back().link.uplink_bps, 50e6);
+  telemetry::RateHistory step(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) step.add(i, 50e6);
+  for (int i = 100; i < 110; ++i) step.add(i, 2e6);  // a drop to a rate never seen
+  for (const auto& s : linkStates(step, step, {})) EXPECT_DOUBLE_EQ(s.link.uplink_bps, 2e6);
+}
+
 TEST(Profiler, CodecCostIsMeasuredOnThisHostPerCodec) {
   const auto costs = scheduler::measureCodecs({"none", "int8", "fp16"}, 2, 1 << 14);
   EXPECT_EQ(costs.count("none"), 0u);  // the cost model charges nothing for it
