@@ -35,6 +35,17 @@ scheduler::ModelProfile scaled(scheduler::ModelProfile p, double factor) {
   return p;
 }
 
+// The time-weighted mean uplink rate over link states (0 without states).
+double statesUplinkMean(const std::vector<scheduler::LinkState>& states) {
+  double sum = 0.0;
+  double weights = 0.0;
+  for (const auto& s : states) {
+    sum += s.weight * s.link.uplink_bps;
+    weights += s.weight;
+  }
+  return weights > 0 ? sum / weights : 0.0;
+}
+
 }  // namespace
 
 std::int64_t inputElementBytes(const std::string& dataset) {
@@ -178,7 +189,9 @@ void EdgeScheduler::begin(scheduler::Decision decision, const std::string& trigg
   o.predicted_current_seconds = predicted_current_seconds;
   o.started = clock_();
   o.link_at_decision = estimate();
+  o.states_uplink_at_decision = statesUplinkMean(states());
   open_ = std::move(o);
+  checked_samples_ = link_.uplinkSamples();
   last_checked_.reset();
 }
 
@@ -271,8 +284,19 @@ bool EdgeScheduler::bandwidthMoved() const {
     if (before <= 0 || after <= 0) return false;
     return std::abs(after - before) / before > config_.scheduler.replan_threshold;
   };
-  if (!moved(reference.uplink_bps, now.uplink_bps) && !moved(reference.downlink_bps, now.downlink_bps)) return false;
+  const bool since_check =
+      moved(reference.uplink_bps, now.uplink_bps) || moved(reference.downlink_bps, now.downlink_bps);
+  // Still away from where the decision was made: look again once the history has
+  // kMinHistorySamples more samples (a lasting step shows as a regime change then).
+  const bool since_decision = moved(open_->link_at_decision.uplink_bps, now.uplink_bps) ||
+                              moved(open_->link_at_decision.downlink_bps, now.downlink_bps);
+  // Or the link states the plan weighed have moved (the history left a state behind).
+  const double states_now = statesUplinkMean(states());
+  const bool states_moved = moved(open_->states_uplink_at_decision, states_now);
+  const bool fresh = link_.uplinkSamples() >= checked_samples_ + kMinHistorySamples;
+  if (!since_check && !((since_decision || states_moved) && fresh)) return false;
   last_checked_ = now;
+  checked_samples_ = link_.uplinkSamples();
   ++open_->bandwidth_checks;
   // Would a plan for the rest change the pair? The rest is estimated from the time spent
   // at the rate the decision predicted.

@@ -89,7 +89,9 @@ class EdgeScheduler {
   void finish(std::int64_t step);
 
   // True when the bandwidth estimate moved by more than scheduler.replan_threshold since
-  // the last check (at first: since the decision in force was made) and a plan for the
+  // the last check (at first: since the decision in force was made), or is still away from
+  // the decision's (or the link states' mean moved that much) and kMinHistorySamples
+  // samples came since the last check, and a plan for the
   // rest of the decision's iterations (estimated from the time elapsed) would change the
   // pair. A move the plan absorbs is counted in the decision's log line
   // ("bandwidth_checks", "bandwidth_kept") and not reported.
@@ -117,6 +119,7 @@ class EdgeScheduler {
     double predicted_current_seconds = 0.0;
     double started = 0.0;  // clock_()
     scheduler::LinkEstimate link_at_decision;
+    double states_uplink_at_decision = 0.0;  // mean uplink over linkStates() at the decision
     int bandwidth_checks = 0;
     int bandwidth_kept = 0;
   };
@@ -134,6 +137,7 @@ class EdgeScheduler {
   ClockFn clock_;
   mutable std::optional<Open> open_;
   mutable std::optional<scheduler::LinkEstimate> last_checked_;
+  mutable std::size_t checked_samples_ = 0;  // link_.uplinkSamples() at the last check
   std::vector<scheduler::UnstablePair> unstable_;
   std::string path_;
   std::size_t logged_ = 0;
