@@ -63,14 +63,14 @@ constexpr double kTraceSeconds = 900.0;
 std::vector<BandwidthTrace::Point> makeTrace(const std::string& kind, std::uint64_t seed, std::string& comment) {
   std::mt19937_64 rng(seed);
   const auto uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
-  const auto logUniform = [&](double a, double b) { return std::exp(uniform(std::log(a), std::log(b))); };
+  const auto log_uniform = [&](double a, double b) { return std::exp(uniform(std::log(a), std::log(b))); };
   std::vector<BandwidthTrace::Point> points;
   std::ostringstream c;
   c.precision(4);
   if (kind == "oscillating") {
     // Two states, fast and slow, with random dwell times.
-    const double hi = logUniform(10, 300);
-    const double lo = hi * logUniform(0.02, 0.3);
+    const double hi = log_uniform(10, 300);
+    const double lo = hi * log_uniform(0.02, 0.3);
     const double down_ratio = uniform(1.5, 5);
     const double dwell = uniform(3, 30);
     c << "oscillating: uplink " << hi << " <-> " << lo << " Mbit/s, downlink x" << down_ratio << ", mean dwell "
@@ -82,7 +82,7 @@ std::vector<BandwidthTrace::Point> makeTrace(const std::string& kind, std::uint6
       fast = !fast;
     }
   } else if (kind == "fading") {
-    const double mean = logUniform(1, 150);
+    const double mean = log_uniform(1, 150);
     const double period = uniform(20, 120);
     const double depth = uniform(0.3, 0.85);
     const double jitter = uniform(0.1, 0.45);
@@ -96,7 +96,7 @@ std::vector<BandwidthTrace::Point> makeTrace(const std::string& kind, std::uint6
       points.push_back({t, up, up * down_ratio * noise(rng)});
     }
   } else if (kind == "outages") {
-    const double mean = logUniform(2, 150);
+    const double mean = log_uniform(2, 150);
     const double every = uniform(15, 60);
     const double down_ratio = uniform(1.5, 5);
     c << "outages: uplink ~" << mean << " Mbit/s (jitter 0.2), an outage (0 Mbit/s, 1-5 s) every ~" << every
