@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Benchmarks of the context-aware scheduler on the real edge/cloud pair with emulated
-links (loopback, link.emulate):
+"""Benchmarks of the context-aware scheduler (docs/scheduler-benchmark.md):
 
-  regret      for uplink 1, 10, 100, 1000 Mbit/s: the measured epoch time with
-              split.point: auto against every fixed (split, codec) pair measured the
-              same way; regret = auto / best fixed − 1.
+  matrix      SIMULATED: every zoo model x every shipped trace (benchmarks/traces/*.csv)
+              + traces generated from random seeds at run time (oscillating, fading,
+              outages; the seed is printed, --seed replays it), auto vs every fixed
+              (split, codec) pair, by build/benchmarks/scheduler/scheduler_replay (the real
+              Planner, CostModel, LinkEstimator and EdgeScheduler over a simulated edge
+              loop, with stage profiles measured on this host). auto / best per cell,
+              median and worst, and the start prediction's error.
+  measured    MEASURED: real edge/cloud runs with link.emulate.trace for cnn and mlp on
+              2 shipped + 2 random traces, auto vs every fixed pair (a pair slower than
+              3x the best so far + 20 s is stopped: not the optimum), then the replay of
+              the same cells: auto / best measured, and the replay's error against the
+              measured times.
   adaptation  the step-drop trace (benchmarks/traces/step_drop.csv: 50 -> 5 Mbit/s up,
               100 -> 20 down, at 30 s): samples/s before and after, the steps until the
               re-partition, next to the fixed pair that auto chose before the drop.
-  prediction  predicted vs measured epoch time over every run of `regret` (error %).
 
-    benchmarks/scheduler_benchmark.py [regret] [adaptation] [--batches 30] [--out DIR]
+    benchmarks/scheduler_benchmark.py [matrix] [measured] [adaptation] [--seed S] [--out DIR]
 """
 
 import argparse
@@ -22,7 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tandem_bench import ROOT, markdown_table, run_pair
+from tandem_bench import BUILD, ROOT, markdown_table, run_pair
 
 CONFIG = ROOT / "configs" / "fashion_mnist_cnn.yaml"
 CODECS = ["none", "int8"]
@@ -52,54 +59,90 @@ def decisions(out_dir):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def regret(args):
-    rows, prediction_rows = [], []
-    for uplink in args.uplinks:
-        downlink = min(4 * uplink, 1000)
-        tag = f"up{uplink:g}"
-        out = Path(args.out) / tag
-        settings = base_settings(args, uplink, downlink, str(out / "auto"))
-        auto_edge, _ = run_pair(CONFIG, dict(settings, **{"split.point": "auto"}), str(out / "auto"))
-        auto_time = epoch_seconds(auto_edge)
-        first = decisions(out / "auto")[0]
-        chosen = (first["choice"]["split"], first["choice"]["codec"])
-        ranked = [(c["split"], c["codec"]) for c in first["candidates"]]
-        for split in range(6):
-            for codec in CODECS:
-                if (split, codec) not in ranked:
-                    ranked.append((split, codec))
-        measured = {}
-        best = None
-        for split, codec in ranked:
-            run_dir = out / f"p{split}_{codec}"
-            limit = None if best is None else 3 * best + 20
-            fixed = dict(settings, **{"split.point": split, "compression.uplink": codec, "scheduler.enabled": True})
-            try:
-                edge, _ = run_pair(CONFIG, fixed, str(run_dir), timeout=limit)
-                t = epoch_seconds(edge)
-                measured[(split, codec)] = t
-                best = t if best is None else min(best, t)
-                d = decisions(run_dir)
-                if d:
-                    prediction_rows.append((tag, split, codec, d[0]["predicted_current_s"], t))
-            except subprocess.TimeoutExpired:
-                measured[(split, codec)] = None  # slower than 3× the best: not the optimum
-            print(f"{tag} p{split} {codec}: {measured[(split, codec)]}", flush=True)
-        best_pair = min((k for k, v in measured.items() if v is not None), key=lambda k: measured[k])
-        rows.append([f"{uplink:g}", f"{downlink:g}", f"p{chosen[0]} {chosen[1]}", f"{auto_time:.2f}",
-                     f"p{best_pair[0]} {best_pair[1]}", f"{measured[best_pair]:.2f}",
-                     f"{(auto_time / measured[best_pair] - 1) * 100:+.1f}%"])
+REPLAY = BUILD / "benchmarks" / "scheduler" / "scheduler_replay"
+SHIPPED = sorted(str(p) for p in (ROOT / "benchmarks" / "traces").glob("*.csv"))
+
+
+def matrix(args):
+    cmd = [str(REPLAY), "--models", "mlp,cnn,vgg11,mobilenetv2,resnet18", "--traces", ",".join(SHIPPED),
+           "--random", str(args.random), "--seed", str(args.seed), "--rtt", str(args.rtt),
+           "--codecs", ",".join(CODECS), "--profile-dir", str(Path(args.out) / "profiles"),
+           "--out", str(Path(args.out) / "matrix")]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def stages(model):
+    return {"mlp": 4, "cnn": 5}[model]
+
+
+def measured(args):
+    out = Path(args.out) / "measured"
+    out.mkdir(parents=True, exist_ok=True)
+    generated = []
+    for i, kind in enumerate(("oscillating", "outages")):
+        path = out / f"{kind}-{args.seed + 100 + i}.csv"
+        subprocess.run([str(REPLAY), "--write-trace", kind, "--seed", str(args.seed + 100 + i), "--out", str(path)],
+                       check=True, cwd=ROOT)
+        generated.append(str(path))
+    shipped = [str(ROOT / "benchmarks" / "traces" / t) for t in ("4g.csv", "wifi.csv")]
+    # Interleaved (shipped, random, shipped, random) so --measured-traces 2 keeps one of each.
+    traces = [shipped[0], generated[0], shipped[1], generated[1]][:args.measured_traces]
+    rows, error_rows, ratios = [], [], []
+    for model in args.models:
+        config = ROOT / "configs" / f"fashion_mnist_{model}.yaml"
+        for trace in traces:
+            tag = f"{model}-{Path(trace).stem}"
+            settings = {
+                "run.epochs": 1, "data.max_train_batches": args.batches, "data.max_test_batches": 2,
+                "scheduler.codecs": "[" + ",".join(CODECS) + "]",
+                "scheduler.profile_dir": str(Path(args.out) / "profiles"),
+                "link.emulate.trace": trace, "link.emulate.rtt_ms": args.rtt, "link.peer_timeout_s": 120,
+            }
+            auto_edge, _ = run_pair(config, dict(settings, **{"split.point": "auto"}), str(out / tag / "auto"))
+            auto_time = epoch_seconds(auto_edge)
+            used = " → ".join(f"p{r['to']} {r['codec']}" for r in auto_edge["repartitions"]) or "—"
+            measured_times, best = {}, None
+            for split in range(stages(model) + 1):
+                for codec in CODECS:
+                    fixed = dict(settings, **{"split.point": split, "compression.uplink": codec,
+                                              "scheduler.enabled": True})
+                    limit = None if best is None else 3 * best + 20
+                    try:
+                        edge, _ = run_pair(config, fixed, str(out / tag / f"p{split}_{codec}"), timeout=limit)
+                        t = epoch_seconds(edge)
+                        best = t if best is None else min(best, t)
+                        measured_times[f"p{split} {codec}"] = t
+                    except subprocess.TimeoutExpired:
+                        pass
+                    print(f"{tag} p{split} {codec}: {measured_times.get(f'p{split} {codec}')}", flush=True)
+            measured_times["auto"] = auto_time
+            # The replay of the same cell.
+            replay_dir = out / tag / "replay"
+            subprocess.run([str(REPLAY), "--models", model, "--traces", trace, "--random", "0",
+                            "--iterations", str(args.batches), "--rtt", str(args.rtt), "--codecs", ",".join(CODECS),
+                            "--profile-dir", str(Path(args.out) / "profiles"), "--out", str(replay_dir)],
+                           check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            simulated = {r["pair"]: float(r["simulated_s"]) for r in csv.DictReader(open(replay_dir / "replay.csv"))}
+            for pair, t in measured_times.items():
+                error_rows.append((tag, pair, simulated[pair], t))
+            best_pair = min((k for k in measured_times if k != "auto"), key=lambda k: measured_times[k])
+            ratio = measured_times[best_pair] / auto_time
+            ratios.append(ratio)
+            rows.append([model, Path(trace).stem, f"{auto_time:.2f}", used, best_pair,
+                         f"{measured_times[best_pair]:.2f}", f"{ratio:.3f}", f"{simulated['auto']:.2f}"])
     print()
-    print(markdown_table(["uplink Mbit/s", "downlink Mbit/s", "auto chose", "auto epoch s", "best fixed",
-                          "best fixed epoch s", "regret"], rows))
-    if prediction_rows:
-        errors = [abs(p - m) / m * 100 for _, _, _, p, m in prediction_rows]
-        print()
-        print(markdown_table(["link", "split", "codec", "predicted s", "measured s", "error"],
-                             [[t, s, c, f"{p:.2f}", f"{m:.2f}", f"{(p - m) / m * 100:+.1f}%"]
-                              for t, s, c, p, m in prediction_rows]))
-        print(f"\nprediction error over {len(errors)} runs: median {statistics.median(errors):.1f}%, "
-              f"max {max(errors):.1f}%")
+    print(markdown_table(["model", "trace", "auto s (measured)", "auto re-partitions", "best fixed (measured)",
+                          "best s (measured)", "auto / best (measured)", "auto s (replay)"], rows))
+    errors = sorted(abs(s - m) / m * 100 for _, _, s, m in error_rows)
+    print(f"\nmeasured auto / best over {len(ratios)} cells: median {statistics.median(ratios):.3f}, "
+          f"worst {min(ratios):.3f}")
+    print(f"replay (simulated) vs measured epoch time over {len(errors)} runs: median |error| "
+          f"{statistics.median(errors):.1f}%, max {max(errors):.1f}%")
+    with open(out / "replay_vs_measured.csv", "w") as f:
+        f.write("cell,pair,replay_s,measured_s\n")
+        for tag, pair, s_, m in error_rows:
+            f.write(f"{tag},{pair},{s_:.3f},{m:.3f}\n")
 
 
 def adaptation(args):
@@ -148,9 +191,12 @@ def adaptation(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="*", default=["regret", "adaptation"])
-    parser.add_argument("--batches", type=int, default=30, help="training batches per regret run")
-    parser.add_argument("--uplinks", type=float, nargs="+", default=[1, 10, 100, 1000])
+    parser.add_argument("what", nargs="*", default=["matrix", "measured"])
+    parser.add_argument("--batches", type=int, default=40, help="training batches per measured run")
+    parser.add_argument("--models", nargs="+", default=["cnn", "mlp"], help="measured: models")
+    parser.add_argument("--measured-traces", type=int, default=4, help="measured: traces per model (at most 4)")
+    parser.add_argument("--random", type=int, default=9, help="matrix: random traces")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random traces (default: random, printed)")
     parser.add_argument("--rtt", type=float, default=20.0)
     parser.add_argument("--trace", default=str(ROOT / "benchmarks" / "traces" / "step_drop.csv"),
                         help="adaptation: a one-step trace (time_s,uplink_mbps,downlink_mbps)")
@@ -160,8 +206,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         if args.out is None:
             args.out = tmp
-        if "regret" in args.what:
-            regret(args)
+        if args.seed is None:
+            args.seed = int.from_bytes(os.urandom(4), "little")
+        print(f"seed {args.seed} (--seed {args.seed} replays these traces)", flush=True)
+        if "matrix" in args.what:
+            matrix(args)
+        if "measured" in args.what:
+            measured(args)
         if "adaptation" in args.what:
             adaptation(args)
 

@@ -1,13 +1,16 @@
 #include "runtime/pipeline/edge_scheduler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "compression/registry.h"
+#include "runtime/common/error.h"
 #include "runtime/common/log.h"
 #include "runtime/telemetry/memory.h"
+#include "runtime/transport/transport.h"
 
 namespace tandem::pipeline {
 
@@ -20,29 +23,107 @@ std::int64_t encodedSize(const std::string& codec, const std::vector<std::int64_
   return static_cast<std::int64_t>(compression::makeCodec(codec)->encodedSize(shape));
 }
 
+// Codec throughput measured by benchmarks/codec (≈ 0.06 ns per input byte for int8
+// encode+decode on one core): the stand-in for a codec neither profile calibrated.
+constexpr double kDefaultCodecSecondsPerByte = 6e-11;
+
+scheduler::ModelProfile scaled(scheduler::ModelProfile p, double factor) {
+  for (auto* side : {&p.edge, &p.cloud}) {
+    for (auto& t : side->forward_seconds) t *= factor;
+    for (auto& t : side->backward_seconds) t *= factor;
+  }
+  return p;
+}
+
+// The time-weighted mean uplink rate over link states (0 without states).
+double statesUplinkMean(const std::vector<scheduler::LinkState>& states) {
+  double sum = 0.0;
+  double weights = 0.0;
+  for (const auto& s : states) {
+    sum += s.weight * s.link.uplink_bps;
+    weights += s.weight;
+  }
+  return weights > 0 ? sum / weights : 0.0;
+}
+
 }  // namespace
 
+std::int64_t inputElementBytes(const std::string& dataset) {
+  return dataset == "fashion_mnist" || dataset == "cifar10" ? 1 : 4;
+}
+
+namespace {
+
+// A regime change: the last kMinHistorySamples samples all lie outside the range the
+// earlier ones covered (below their 5% quantile or above their 95%). The link is then in a
+// state it has not shown before, and only the history since the change describes it.
+telemetry::RateHistory currentRegime(const telemetry::RateHistory& h) {
+  const std::size_t recent = EdgeScheduler::kMinHistorySamples;
+  if (h.size() < 2 * recent) return h;
+  const auto& samples = h.samples();
+  const double split_time = samples[samples.size() - recent].time;
+  telemetry::RateHistory older(0, samples.size(), 1.5);
+  for (std::size_t i = 0; i + recent < samples.size(); ++i) older.add(samples[i].time, samples[i].bps);
+  const double lo = older.quantile(0.05);
+  const double hi = older.quantile(0.95);
+  bool below = true;
+  bool above = true;
+  for (std::size_t i = samples.size() - recent; i < samples.size(); ++i) {
+    below = below && samples[i].bps < lo;
+    above = above && samples[i].bps > hi;
+  }
+  return below || above ? h.since(split_time) : h;
+}
+
+}  // namespace
+
+std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink_history,
+                                             const telemetry::RateHistory& downlink_history,
+                                             const scheduler::LinkEstimate& fallback) {
+  std::vector<scheduler::LinkState> out;
+  const auto uplink = currentRegime(uplink_history);
+  const auto downlink = currentRegime(downlink_history);
+  if (uplink.size() < EdgeScheduler::kMinHistorySamples) return out;
+  const bool down = downlink.size() >= EdgeScheduler::kMinHistorySamples;
+  const double weight = 1.0 / static_cast<double>(std::size(EdgeScheduler::kStateQuantiles));
+  for (double q : EdgeScheduler::kStateQuantiles) {
+    scheduler::LinkState s;
+    s.link.uplink_bps = uplink.quantile(q);
+    s.link.downlink_bps = down ? downlink.quantile(q) : fallback.downlink_bps;
+    s.link.rtt_seconds = fallback.rtt_seconds;
+    s.weight = weight;
+    out.push_back(s);
+  }
+  return out;
+}
+
 EdgeScheduler::EdgeScheduler(const config::Config& config, scheduler::ModelProfile profile,
-                             const telemetry::LinkEstimator& link)
-    : config_(config), link_(link) {
-  scheduler::CostModelOptions options;
-  options.replay = config.split.replay;
-  options.optimizer = config.optimizer.name;
-  options.downlink_codec = config.compression.downlink;
-  // Codec throughput measured by benchmarks/codec (≈ 0.06 ns per input byte for int8
-  // encode+decode on one core); small next to compute, kept so top-k is not free.
-  options.codec_seconds_per_byte = 6e-11;
-  options.drain_arrived_gradients = false;  // the edge applies one arrived gradient per batch sent
-  cost_model_ = std::make_unique<scheduler::CostModel>(std::move(profile), encodedSize, options);
-  scheduler::PlannerOptions planner;
-  planner.codecs = config.scheduler.codecs;
-  planner.memory_budget_bytes = config.scheduler.memory_budget_mb * 1024.0 * 1024.0;
-  planner.hysteresis = config.scheduler.hysteresis;
-  planner.error_feedback = config.compression.error_feedback;
-  planner_ = std::make_unique<scheduler::Planner>(*cost_model_, planner);
+                             const telemetry::LinkEstimator& link, ClockFn clock)
+    : config_(config), link_(link), clock_(std::move(clock)) {
+  if (!clock_) clock_ = [] { return transport::steadySeconds(); };
+  cost_options_.replay = config.split.replay;
+  cost_options_.optimizer = config.optimizer.name;
+  cost_options_.downlink_codec = config.compression.downlink;
+  // Each side's profile carries its host's measured codec costs; this is for the others.
+  cost_options_.codec_seconds_per_byte = kDefaultCodecSecondsPerByte;
+  cost_options_.drain_arrived_gradients = false;  // the edge applies one arrived gradient per batch sent
+  cost_options_.input_element_bytes = inputElementBytes(config.data.dataset);
+  rebuild(std::move(profile));
   path_ = config.run.output_dir + "/decisions.jsonl";
   std::filesystem::create_directories(config.run.output_dir);
   std::ofstream truncate(path_, std::ios::trunc);
+}
+
+void EdgeScheduler::rebuild(scheduler::ModelProfile profile) {
+  auto model = std::make_unique<scheduler::CostModel>(std::move(profile), encodedSize, cost_options_);
+  scheduler::PlannerOptions planner;
+  planner.codecs = config_.scheduler.codecs;
+  planner.memory_budget_bytes = config_.scheduler.memory_budget_mb * 1024.0 * 1024.0;
+  planner.hysteresis = config_.scheduler.hysteresis;
+  planner.error_feedback = config_.compression.error_feedback;
+  auto p = std::make_unique<scheduler::Planner>(*model, planner);
+  planner_ = std::move(p);
+  cost_model_ = std::move(model);
 }
 
 EdgeScheduler::~EdgeScheduler() {
@@ -60,10 +141,16 @@ scheduler::LinkEstimate EdgeScheduler::estimate() const {
   return e;
 }
 
+std::vector<scheduler::LinkState> EdgeScheduler::states() const {
+  return linkStates(link_.uplinkHistory(), link_.downlinkHistory(), estimate());
+}
+
 scheduler::Decision EdgeScheduler::plan(int current_split, const std::string& current_codec, int staleness,
                                         std::int64_t iterations) const {
   scheduler::PlanInput input;
   input.link = estimate();
+  input.link_states = states();
+  input.unstable = unstable_;
   input.current_split = current_split;
   input.current_codec = current_codec;
   input.staleness = staleness;
@@ -71,9 +158,23 @@ scheduler::Decision EdgeScheduler::plan(int current_split, const std::string& cu
   return planner_->plan(input);
 }
 
+double EdgeScheduler::expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec,
+                                      int staleness, std::int64_t iterations,
+                                      const std::vector<scheduler::LinkState>& states,
+                                      const scheduler::LinkEstimate& link) const {
+  if (states.empty()) return model.epochSeconds(model.iteration(split, codec, link), iterations, staleness);
+  double rate = 0.0;
+  double weights = 0.0;
+  for (const auto& s : states) {
+    const double t = model.epochSeconds(model.iteration(split, codec, s.link), iterations, staleness);
+    weights += s.weight;
+    if (t > 0) rate += s.weight / t;
+  }
+  return rate > 0 ? weights / rate : 0.0;
+}
+
 double EdgeScheduler::predict(int split, const std::string& codec, int staleness, std::int64_t iterations) const {
-  const auto times = cost_model_->iteration(split, codec, estimate());
-  return cost_model_->epochSeconds(times, iterations, staleness);
+  return expectedSeconds(*cost_model_, split, codec, staleness, iterations, states(), estimate());
 }
 
 void EdgeScheduler::begin(scheduler::Decision decision, const std::string& trigger, int epoch, std::int64_t step,
@@ -86,16 +187,25 @@ void EdgeScheduler::begin(scheduler::Decision decision, const std::string& trigg
   o.step = step;
   o.applied = applied;
   o.predicted_current_seconds = predicted_current_seconds;
-  o.started = std::chrono::steady_clock::now();
+  o.started = clock_();
   o.link_at_decision = estimate();
+  o.states_uplink_at_decision = statesUplinkMean(states());
   open_ = std::move(o);
+  checked_samples_ = link_.uplinkSamples();
+  last_checked_.reset();
+}
+
+void EdgeScheduler::append(const std::string& line) {
+  std::ofstream out(path_, std::ios::app);
+  out << line << "\n";
 }
 
 void EdgeScheduler::finish(std::int64_t step) {
   if (!open_) return;
   const std::int64_t iterations = step - open_->step;
   auto line = nlohmann::json::parse(scheduler::Planner::toJson(open_->decision));
-  const double measured = std::chrono::duration<double>(std::chrono::steady_clock::now() - open_->started).count();
+  const double now = clock_();
+  const double measured = now - open_->started;
   const auto memory = telemetry::readMemory();
   line["trigger"] = open_->trigger;
   line["epoch"] = open_->epoch + 1;  // 1-based, as in the logs and summary files
@@ -105,11 +215,63 @@ void EdgeScheduler::finish(std::int64_t step) {
   line["measured_s"] = measured;
   line["measured_iterations"] = iterations;
   line["planned_iterations"] = open_->decision.input.iterations;
+  line["bandwidth_checks"] = open_->bandwidth_checks;
+  line["bandwidth_kept"] = open_->bandwidth_kept;
   line["edge_rss_mb"] = static_cast<double>(memory.rss_bytes) / (1024.0 * 1024.0);
   line["mem_available_mb"] = static_cast<double>(memory.available_bytes) / (1024.0 * 1024.0);
   line["memory_budget_mb"] = config_.scheduler.memory_budget_mb;
-  std::ofstream out(path_, std::ios::app);
-  out << line.dump() << "\n";
+
+  // The profile check: the pair that ran, re-predicted over the link seen meanwhile.
+  const int split = open_->applied ? open_->decision.split : open_->decision.input.current_split;
+  const std::string codec = open_->applied ? open_->decision.codec : open_->decision.input.current_codec;
+  const int staleness = open_->decision.input.staleness;
+  std::optional<nlohmann::json> rescale_event;
+  if (iterations >= kProfileCheckIterations && measured > 0) {
+    const auto window = linkStates(link_.uplinkHistory().since(open_->started),
+                                   link_.downlinkHistory().since(open_->started), estimate());
+    const auto link = estimate();
+    const double predicted = expectedSeconds(*cost_model_, split, codec, staleness, iterations, window, link);
+    const double ratio = predicted > 0 ? measured / predicted : 0.0;
+    line["check_predicted_s"] = predicted;
+    line["check_ratio"] = ratio;
+    const bool disagrees = predicted > 0 && (ratio > kProfileDisagreement || ratio < 1.0 / kProfileDisagreement);
+    disagreements_ = disagrees ? disagreements_ + 1 : 0;
+    line["check_disagreements"] = disagreements_;
+    if (disagreements_ >= kProfileStreak) {
+      // Find the factor on every stage time that makes this window's prediction match
+      // (epoch time grows monotonically with compute): bisection in log space.
+      double lo = std::log(1.0 / 64.0);
+      double hi = std::log(64.0);
+      for (int it = 0; it < 40; ++it) {
+        const double mid = 0.5 * (lo + hi);
+        const scheduler::CostModel trial(scaled(cost_model_->profile(), std::exp(mid)), encodedSize, cost_options_);
+        const double t = expectedSeconds(trial, split, codec, staleness, iterations, window, link);
+        (t < measured ? lo : hi) = mid;
+      }
+      const double factor = std::exp(0.5 * (lo + hi));
+      rebuild(scaled(cost_model_->profile(), factor));
+      profile_scale_ *= factor;
+      disagreements_ = 0;
+      rescale_event = nlohmann::json{
+          {"event", "profile_rescaled"},
+          {"step", step},
+          {"factor", factor},
+          {"profile_scale", profile_scale_},
+          {"measured_s", measured},
+          {"predicted_s", predicted},
+          {"split", split},
+          {"codec", codec},
+          {"why", "measured time disagreed with the profile's prediction by more than " +
+                      std::to_string(kProfileDisagreement) + "x for " + std::to_string(kProfileStreak) +
+                      " decisions in a row; every stage time (both sides) is scaled to match the last one"}};
+      log::get("edge.scheduler")
+          ->warn(
+              "profile disagrees with measured step times ({:.2f}x for {} decisions): stage times rescaled by {:.3f}",
+              ratio, kProfileStreak, factor);
+    }
+  }
+  append(line.dump());
+  if (rescale_event) append(rescale_event->dump());
   ++logged_;
   open_.reset();
 }
@@ -117,12 +279,70 @@ void EdgeScheduler::finish(std::int64_t step) {
 bool EdgeScheduler::bandwidthMoved() const {
   if (!open_) return false;
   const auto now = estimate();
+  const auto reference = last_checked_.value_or(open_->link_at_decision);
   const auto moved = [&](double before, double after) {
     if (before <= 0 || after <= 0) return false;
     return std::abs(after - before) / before > config_.scheduler.replan_threshold;
   };
-  return moved(open_->link_at_decision.uplink_bps, now.uplink_bps) ||
-         moved(open_->link_at_decision.downlink_bps, now.downlink_bps);
+  const bool since_check =
+      moved(reference.uplink_bps, now.uplink_bps) || moved(reference.downlink_bps, now.downlink_bps);
+  // Still away from where the decision was made: look again once the history has
+  // kMinHistorySamples more samples (a lasting step shows as a regime change then).
+  const bool since_decision = moved(open_->link_at_decision.uplink_bps, now.uplink_bps) ||
+                              moved(open_->link_at_decision.downlink_bps, now.downlink_bps);
+  // Or the link states the plan weighed have moved (the history left a state behind).
+  const double states_now = statesUplinkMean(states());
+  const bool states_moved = moved(open_->states_uplink_at_decision, states_now);
+  const bool fresh = link_.uplinkSamples() >= checked_samples_ + kMinHistorySamples;
+  if (!since_check && !((since_decision || states_moved) && fresh)) return false;
+  last_checked_ = now;
+  checked_samples_ = link_.uplinkSamples();
+  ++open_->bandwidth_checks;
+  // Would a plan for the rest change the pair? The rest is estimated from the time spent
+  // at the rate the decision predicted.
+  const auto& d = open_->decision;
+  const std::int64_t planned = d.input.iterations;
+  const double per_iteration = planned > 0 ? d.predicted_epoch_seconds / static_cast<double>(planned) : 0.0;
+  const double elapsed = clock_() - open_->started;
+  std::int64_t remaining = planned;
+  if (per_iteration > 0) remaining -= static_cast<std::int64_t>(elapsed / per_iteration);
+  remaining = std::max<std::int64_t>(remaining, 1);
+  const int split = open_->applied ? d.split : d.input.current_split;
+  const std::string codec = open_->applied ? d.codec : d.input.current_codec;
+  const auto next = plan(split, codec, d.input.staleness, remaining);
+  if (next.changed) return true;
+  ++open_->bandwidth_kept;
+  return false;
+}
+
+void EdgeScheduler::markUnstable(int split, const std::string& codec, int staleness) {
+  if (split < 0 || split > cost_model_->numStages()) {
+    throw Error(detail::concat("markUnstable: split ", split, " outside 0..", cost_model_->numStages()));
+  }
+  const auto& codecs = config_.scheduler.codecs;
+  if (codec != config_.compression.uplink && std::find(codecs.begin(), codecs.end(), codec) == codecs.end()) {
+    throw Error(
+        detail::concat("markUnstable: codec \"", codec, "\" is neither compression.uplink nor in scheduler.codecs"));
+  }
+  staleness = std::max(staleness, 0);
+  auto it = std::find_if(unstable_.begin(), unstable_.end(),
+                         [&](const scheduler::UnstablePair& u) { return u.split == split && u.codec == codec; });
+  if (it == unstable_.end()) {
+    unstable_.push_back({split, codec, staleness, 1});
+    it = std::prev(unstable_.end());
+  } else {
+    it->staleness = std::min(it->staleness, staleness);
+    ++it->marks;
+  }
+  const nlohmann::json line = {{"event", "unstable"},
+                               {"split", split},
+                               {"codec", codec},
+                               {"staleness", staleness},
+                               {"excluded_from_staleness", it->staleness},
+                               {"marks", it->marks},
+                               {"why", "diverged in this run: the planner treats this pair at staleness >= " +
+                                           std::to_string(it->staleness) + " as infeasible"}};
+  append(line.dump());
 }
 
 }  // namespace tandem::pipeline

@@ -67,6 +67,16 @@ CostModel::CostModel(ModelProfile profile, EncodedSizeFn encoded_size, CostModel
   if (!(options_.codec_seconds_per_byte >= 0) || !std::isfinite(options_.codec_seconds_per_byte)) {
     throw Error(detail::concat("cost model: codec_seconds_per_byte = ", options_.codec_seconds_per_byte));
   }
+  if (options_.input_element_bytes <= 0 || options_.input_element_bytes > 8) {
+    throw Error(detail::concat("cost model: input_element_bytes = ", options_.input_element_bytes, " (1..8)"));
+  }
+  for (const auto* side : {&profile_.edge, &profile_.cloud}) {
+    for (const auto& [codec, cost] : side->codec_seconds_per_byte) {
+      if (!(cost >= 0) || !std::isfinite(cost)) {
+        throw Error(detail::concat("model profile: codec ", codec, " costs ", cost, " s per byte on ", side->host));
+      }
+    }
+  }
 }
 
 void CostModel::checkSplit(int split) const {
@@ -81,10 +91,24 @@ std::vector<std::int64_t> CostModel::batchShape(int boundary) const {
   return shape;
 }
 
+std::int64_t CostModel::boundaryPayloadBytes(int split, const std::string& codec) const {
+  if (split == 0 && codec == "none") {
+    std::int64_t numel = 1;
+    for (auto d : batchShape(0)) numel *= d;
+    return numel * options_.input_element_bytes;  // the dataset's native samples
+  }
+  return encoded_size_(codec, batchShape(split));
+}
+
+double CostModel::codecSecondsPerByte(const SideProfile& side, const std::string& codec) const {
+  const auto it = side.codec_seconds_per_byte.find(codec);
+  return it != side.codec_seconds_per_byte.end() ? it->second : options_.codec_seconds_per_byte;
+}
+
 std::int64_t CostModel::uplinkBytes(int split, const std::string& codec) const {
   checkSplit(split);
   const std::int64_t labels = 8 * profile_.batch_size;  // int64 class indices
-  return encoded_size_(codec, batchShape(split)) + labels + kUplinkOverheadBytes;
+  return boundaryPayloadBytes(split, codec) + labels + kUplinkOverheadBytes;
 }
 
 std::int64_t CostModel::downlinkBytes(int split) const {
@@ -106,17 +130,18 @@ IterationTimes CostModel::iteration(int split, const std::string& codec, const L
   }
   for (std::size_t i = p; i < n; ++i) t.cloud += profile_.cloud.forward_seconds[i] + profile_.cloud.backward_seconds[i];
 
-  // Half of encode+decode on each side for each codec in use (see CostModelOptions).
-  const double half_codec =
-      0.5 * options_.codec_seconds_per_byte * static_cast<double>(profile_.activationBytes(split));
+  // Half of encode+decode on each side for each codec in use, at that side's measured
+  // cost (see CostModelOptions).
+  const double half_bytes = 0.5 * static_cast<double>(profile_.activationBytes(split));
   if (codec != "none") {
-    t.edge += half_codec;
-    t.edge_forward += half_codec;  // encoding precedes the upload
-    t.cloud += half_codec;
+    const double edge_half = half_bytes * codecSecondsPerByte(profile_.edge, codec);
+    t.edge += edge_half;
+    t.edge_forward += edge_half;  // encoding precedes the upload
+    t.cloud += half_bytes * codecSecondsPerByte(profile_.cloud, codec);
   }
   if (split > 0 && options_.downlink_codec != "none") {
-    t.edge += half_codec;
-    t.cloud += half_codec;
+    t.edge += half_bytes * codecSecondsPerByte(profile_.edge, options_.downlink_codec);
+    t.cloud += half_bytes * codecSecondsPerByte(profile_.cloud, options_.downlink_codec);
   }
 
   t.up = transferSeconds(uplinkBytes(split, codec), link.uplink_bps);
@@ -212,7 +237,7 @@ std::int64_t CostModel::edgeMemoryBytes(int split, int staleness, const std::str
 
   std::int64_t working = 0;  // one batch through [0, p) with its graph
   for (int i = 0; i <= split; ++i) working += 2 * profile_.activationBytes(i);
-  const std::int64_t payload = encoded_size_(codec, batchShape(split));
+  const std::int64_t payload = boundaryPayloadBytes(split, codec);
   if (split == 0) return working + payload;
 
   std::int64_t weights = 0;

@@ -56,11 +56,17 @@ struct CostModelOptions {
   // does not carry optimizer_state_bytes.
   config::OptimizerKind optimizer = config::OptimizerKind::kSgd;
   std::string downlink_codec = "none";
-  // Encode+decode cost of one float32 input byte (measured). Each codec in use is encoded
-  // on one side and decoded on the other, so each side is charged half of it per byte of
-  // the boundary tensor: uplink codec, edge encodes and cloud decodes; downlink codec
-  // (p > 0), cloud encodes and edge decodes.
+  // Encode+decode cost of one float32 input byte. Each codec in use is encoded on one side
+  // and decoded on the other, so each side is charged half of its own host's cost per byte
+  // of the boundary tensor: uplink codec, edge encodes and cloud decodes; downlink codec
+  // (p > 0), cloud encodes and edge decodes. A side's cost is the one its profile
+  // measured for that codec (SideProfile::codec_seconds_per_byte, calibrated per host by
+  // the profiler); this value stands in for a codec a profile has not measured.
   double codec_seconds_per_byte = 0.0;
+  // Bytes per element of the raw input when it goes up uncompressed (split 0, uplink codec
+  // "none"): the edge then sends the dataset's native samples (1: uint8 pixels of
+  // fashion_mnist and cifar10; 4: float32). Other codecs encode the float32 input.
+  std::int64_t input_element_bytes = 4;
   // How the edge loop interleaves its two kinds of work (runtime/pipeline/edge.cpp):
   // true, it applies every gradient that has arrived before it sends the next batch;
   // false, at most one per batch sent. epochSeconds simulates the one in use.
@@ -98,8 +104,9 @@ class CostModel {
   // computes the loss. A bandwidth <= 0 charges 0 (see LinkEstimate).
   IterationTimes iteration(int split, const std::string& codec, const LinkEstimate& link) const;
 
-  // Bytes on the wire per iteration: the encoded boundary tensor, int64 labels and the
-  // header going up; the encoded gradient (none at p = 0) and the header coming down.
+  // Bytes on the wire per iteration: the encoded boundary tensor (at p = 0 with codec
+  // "none", numel × input_element_bytes), int64 labels and the header going up; the
+  // encoded gradient (none at p = 0) and the header coming down.
   std::int64_t uplinkBytes(int split, const std::string& codec) const;
   std::int64_t downlinkBytes(int split) const;
 
@@ -153,6 +160,8 @@ class CostModel {
 
  private:
   std::vector<std::int64_t> batchShape(int boundary) const;  // [B] + boundary_shapes[boundary]
+  std::int64_t boundaryPayloadBytes(int split, const std::string& codec) const;
+  double codecSecondsPerByte(const SideProfile& side, const std::string& codec) const;
   void checkSplit(int split) const;
 
   ModelProfile profile_;

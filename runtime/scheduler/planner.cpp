@@ -42,6 +42,9 @@ Planner::Planner(const CostModel& model, PlannerOptions options) : model_(model)
       throw Error(detail::concat("planner: split point ", p, " outside 0..", model_.numStages()));
     }
   }
+  if (!(options_.low_state_weight >= 0.0 && options_.low_state_weight <= 1.0)) {
+    throw Error(detail::concat("planner: low_state_weight ", options_.low_state_weight, " outside [0, 1]"));
+  }
   if (!(options_.hysteresis >= 0.0 && options_.hysteresis < 1.0)) {
     throw Error(detail::concat("planner: hysteresis ", options_.hysteresis, " outside [0, 1)"));
   }
@@ -54,21 +57,62 @@ Decision Planner::plan(const PlanInput& input) const {
   const auto codecIndex = [&](const std::string& codec) {
     return std::find(options_.codecs.begin(), options_.codecs.end(), codec) - options_.codecs.begin();
   };
+  // The slowest state: the one with the least uplink (then downlink) bandwidth.
+  double weight_sum = 0.0;
+  std::size_t low_state = 0;
+  for (std::size_t s = 0; s < input.link_states.size(); ++s) {
+    const auto& state = input.link_states[s];
+    TANDEM_ENFORCE(state.weight >= 0 && std::isfinite(state.weight), "link state weight ", state.weight);
+    weight_sum += state.weight;
+    const auto& low = input.link_states[low_state].link;
+    if (state.link.uplink_bps < low.uplink_bps ||
+        (state.link.uplink_bps == low.uplink_bps && state.link.downlink_bps < low.downlink_bps)) {
+      low_state = s;
+    }
+  }
+  const bool states = !input.link_states.empty() && weight_sum > 0;
   for (int p : options_.splits) {
     for (const auto& codec : options_.codecs) {
       Candidate c;
       c.split = p;
       c.codec = codec;
       c.times = model_.iteration(p, codec, input.link);
-      c.epoch_seconds = model_.epochSeconds(c.times, input.iterations, input.staleness);
+      c.median_epoch_seconds = model_.epochSeconds(c.times, input.iterations, input.staleness);
+      c.expected_epoch_seconds = c.low_epoch_seconds = c.median_epoch_seconds;
+      c.epoch_seconds = c.median_epoch_seconds;
+      if (states && input.iterations > 0) {
+        double rate = 0.0;  // Σ w_s / epoch_s, with Σ w_s = 1
+        bool stalled = false;
+        for (std::size_t s = 0; s < input.link_states.size(); ++s) {
+          const auto& state = input.link_states[s];
+          const double t =
+              model_.epochSeconds(model_.iteration(p, codec, state.link), input.iterations, input.staleness);
+          if (s == low_state) c.low_epoch_seconds = t;
+          if (t <= 0) {
+            stalled = true;  // no time at all: nothing to move or compute
+            continue;
+          }
+          rate += state.weight / weight_sum / t;
+        }
+        c.expected_epoch_seconds = rate > 0 ? 1.0 / rate : (stalled ? 0.0 : c.median_epoch_seconds);
+        c.epoch_seconds = (1.0 - options_.low_state_weight) * c.expected_epoch_seconds +
+                          options_.low_state_weight * c.low_epoch_seconds;
+      }
       c.seed_epoch_seconds = CostModel::seedEpochSeconds(c.times, input.iterations, input.staleness);
       c.migration_seconds = model_.migrationSeconds(input.current_split, p, input.link);
       c.migration_bytes = model_.migrationBytes(input.current_split, p);
       c.uplink_bytes = model_.uplinkBytes(p, codec);
       c.total_seconds = c.epoch_seconds + c.migration_seconds;
       c.edge_memory_bytes = model_.edgeMemoryBytes(p, input.staleness, codec, options_.error_feedback);
-      c.feasible =
-          options_.memory_budget_bytes <= 0 || static_cast<double>(c.edge_memory_bytes) <= options_.memory_budget_bytes;
+      c.over_budget =
+          options_.memory_budget_bytes > 0 && static_cast<double>(c.edge_memory_bytes) > options_.memory_budget_bytes;
+      for (const auto& u : input.unstable) {
+        if (u.split == p && u.codec == codec && input.staleness >= u.staleness)
+          c.unstable_marks += std::max(u.marks, 1);
+      }
+      if (c.over_budget) c.excluded = "over the memory budget";
+      if (c.unstable_marks > 0) c.excluded += std::string(c.excluded.empty() ? "" : "; ") + "unstable in this run";
+      c.feasible = c.excluded.empty();
       decision.candidates.push_back(std::move(c));
     }
   }
@@ -82,46 +126,88 @@ Decision Planner::plan(const PlanInput& input) const {
   };
   std::sort(decision.candidates.begin(), decision.candidates.end(), [&](const Candidate& a, const Candidate& b) {
     if (a.feasible != b.feasible) return a.feasible;
-    if (a.feasible) {
-      if (a.total_seconds != b.total_seconds) return a.total_seconds < b.total_seconds;
-    } else if (a.edge_memory_bytes != b.edge_memory_bytes) {
-      return a.edge_memory_bytes < b.edge_memory_bytes;
+    if (!a.feasible) {
+      if (a.over_budget != b.over_budget) return !a.over_budget;  // unstable-only ones first
+      if (a.over_budget) {
+        if (a.edge_memory_bytes != b.edge_memory_bytes) return a.edge_memory_bytes < b.edge_memory_bytes;
+        return tieBreak(a, b);
+      }
+      if (a.unstable_marks != b.unstable_marks) return a.unstable_marks < b.unstable_marks;
     }
+    if (a.total_seconds != b.total_seconds) return a.total_seconds < b.total_seconds;
     return tieBreak(a, b);
   });
 
   const auto feasible = static_cast<std::size_t>(std::count_if(decision.candidates.begin(), decision.candidates.end(),
                                                                [](const Candidate& c) { return c.feasible; }));
+  const Candidate* chosen = &decision.candidates.front();
+  const auto finish = [&] {
+    decision.split = chosen->split;
+    decision.codec = chosen->codec;
+    decision.predicted_epoch_seconds = chosen->expected_epoch_seconds + chosen->migration_seconds;
+    decision.changed = chosen->split != input.current_split || chosen->codec != input.current_codec;
+    return decision;
+  };
   if (feasible == 0) {
-    const auto& least = decision.candidates.front();  // infeasible ones sort by memory
-    throw Error(detail::concat("planner: no split point fits the edge memory budget: the smallest requirement is ",
-                               least.edge_memory_bytes, " bytes (", mib(static_cast<double>(least.edge_memory_bytes)),
-                               ", split ", least.split, ", codec ", least.codec, ", staleness ", input.staleness,
-                               ") but the budget is ", static_cast<std::int64_t>(options_.memory_budget_bytes),
-                               " bytes (", mib(options_.memory_budget_bytes), ", scheduler.memory_budget_mb)"));
+    const auto& least = decision.candidates.front();
+    if (least.over_budget) {  // nothing fits the memory budget, stable or not
+      auto smallest = decision.candidates.front();
+      for (const auto& c : decision.candidates) {
+        if (c.edge_memory_bytes < smallest.edge_memory_bytes) smallest = c;
+      }
+      throw Error(detail::concat("planner: no split point fits the edge memory budget: the smallest requirement is ",
+                                 smallest.edge_memory_bytes, " bytes (",
+                                 mib(static_cast<double>(smallest.edge_memory_bytes)), ", split ", smallest.split,
+                                 ", codec ", smallest.codec, ", staleness ", input.staleness, ") but the budget is ",
+                                 static_cast<std::int64_t>(options_.memory_budget_bytes), " bytes (",
+                                 mib(options_.memory_budget_bytes), ", scheduler.memory_budget_mb)"));
+    }
+    decision.reason = "least excluded: every candidate unstable in this run";
+    decision.why =
+        detail::concat("every pair that fits the memory budget diverged at staleness <= ", input.staleness, "; split ",
+                       least.split, " ", least.codec, " has the fewest marks (", least.unstable_marks, ")");
+    return finish();
   }
 
   const Candidate& best = decision.candidates.front();
   const auto current = std::find_if(decision.candidates.begin(), decision.candidates.end(), [&](const Candidate& c) {
     return c.split == input.current_split && c.codec == input.current_codec;
   });
-  const Candidate* chosen = &best;
+  std::ostringstream why;
+  why << std::setprecision(4);
   if (feasible == 1) {
     decision.reason = "only feasible";
+    why << "every other pair is excluded (over the memory budget or unstable in this run)";
   } else if (current != decision.candidates.end() && !current->feasible) {
-    decision.reason = "best; current pair over the memory budget";
-  } else if (current != decision.candidates.end() && &*current != &best &&
-             best.total_seconds >= current->total_seconds * (1.0 - options_.hysteresis)) {
-    chosen = &*current;
-    decision.reason = "kept: within hysteresis";
+    decision.reason =
+        current->over_budget ? "best; current pair over the memory budget" : "best; current pair unstable in this run";
+    why << "the current pair is excluded (" << current->excluded << ")";
+  } else if (current != decision.candidates.end() && &*current != &best) {
+    decision.gain_seconds = current->total_seconds - best.epoch_seconds;
+    decision.margin_seconds = options_.hysteresis * current->total_seconds;
+    if (best.total_seconds >= current->total_seconds * (1.0 - options_.hysteresis)) {
+      chosen = &*current;
+      decision.reason = "kept: within hysteresis";
+      why << "the best pair (split " << best.split << " " << best.codec << ") would gain " << decision.gain_seconds
+          << " s over " << input.iterations << " iterations, not more than its migration " << best.migration_seconds
+          << " s + margin " << decision.margin_seconds << " s";
+    } else {
+      decision.reason = "best";
+      why << "gains " << decision.gain_seconds << " s over " << input.iterations
+          << " iterations, more than its migration " << best.migration_seconds << " s + margin "
+          << decision.margin_seconds << " s";
+    }
   } else {
     decision.reason = "best";
+    why << (current == decision.candidates.end() ? "the current pair is not a candidate"
+                                                 : "the current pair is the best");
   }
-  decision.split = chosen->split;
-  decision.codec = chosen->codec;
-  decision.predicted_epoch_seconds = chosen->total_seconds;
-  decision.changed = chosen->split != input.current_split || chosen->codec != input.current_codec;
-  return decision;
+  if (states) {
+    why << "; ranked by expected time over " << input.link_states.size() << " link states (weight "
+        << options_.low_state_weight << " on the slowest)";
+  }
+  decision.why = why.str();
+  return finish();
 }
 
 std::string Planner::toJson(const Decision& decision, int top) {
@@ -143,13 +229,26 @@ std::string Planner::toJson(const Decision& decision, int top) {
                           {"t_down", c.times.down},
                           {"latency", c.times.latency},
                           {"epoch_s", c.epoch_seconds},
+                          {"median_epoch_s", c.median_epoch_seconds},
+                          {"expected_epoch_s", c.expected_epoch_seconds},
+                          {"low_epoch_s", c.low_epoch_seconds},
                           {"seed_epoch_s", c.seed_epoch_seconds},
                           {"migration_s", c.migration_seconds},
                           {"migration_mb", static_cast<double>(c.migration_bytes) / kMiB},
                           {"uplink_mb", static_cast<double>(c.uplink_bytes) / kMiB},
                           {"total_s", c.total_seconds},
                           {"edge_memory_mb", static_cast<double>(c.edge_memory_bytes) / kMiB},
-                          {"feasible", c.feasible}});
+                          {"feasible", c.feasible},
+                          {"excluded", c.excluded}});
+  }
+  json states = json::array();
+  for (const auto& s : in.link_states) {
+    states.push_back(
+        {{"uplink_mbps", s.link.uplink_bps / 1e6}, {"downlink_mbps", s.link.downlink_bps / 1e6}, {"weight", s.weight}});
+  }
+  json unstable = json::array();
+  for (const auto& u : in.unstable) {
+    unstable.push_back({{"split", u.split}, {"codec", u.codec}, {"staleness", u.staleness}, {"marks", u.marks}});
   }
   const json out = {{"input",
                      {{"uplink_mbps", in.link.uplink_bps / 1e6},
@@ -159,13 +258,18 @@ std::string Planner::toJson(const Decision& decision, int top) {
                       {"current_codec", in.current_codec},
                       {"staleness", in.staleness},
                       {"iterations", in.iterations}}},
+                    {"link_states", std::move(states)},
+                    {"unstable", std::move(unstable)},
                     {"candidates", std::move(candidates)},
                     {"num_candidates", decision.candidates.size()},
                     {"num_feasible", feasible},
                     {"choice", {{"split", decision.split}, {"codec", decision.codec}}},
                     {"predicted_epoch_s", decision.predicted_epoch_seconds},
                     {"changed", decision.changed},
-                    {"reason", decision.reason}};
+                    {"reason", decision.reason},
+                    {"why", decision.why},
+                    {"gain_s", decision.gain_seconds},
+                    {"margin_s", decision.margin_seconds}};
   return out.dump();
 }
 

@@ -19,7 +19,8 @@ std::string toJson(const SideProfile& side) {
   const nlohmann::json out = {{"host", side.host},
                               {"batch_size", side.batch_size},
                               {"forward_seconds", side.forward_seconds},
-                              {"backward_seconds", side.backward_seconds}};
+                              {"backward_seconds", side.backward_seconds},
+                              {"codec_seconds_per_byte", side.codec_seconds_per_byte}};
   return out.dump();
 }
 
@@ -81,6 +82,18 @@ SideProfile sideFromJson(const std::string& text) {
   if (side.forward_seconds.size() != side.backward_seconds.size()) {
     throw Error(detail::concat("stage profile: ", side.forward_seconds.size(), " forward times but ",
                                side.backward_seconds.size(), " backward times (one of each per stage)"));
+  }
+  if (const auto it = in.find("codec_seconds_per_byte"); it != in.end()) {
+    if (!it->is_object()) {
+      throw Error(detail::concat("stage profile: \"codec_seconds_per_byte\" must be an object, got ", it->type_name()));
+    }
+    for (const auto& [codec, value] : it->items()) {
+      if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0) {
+        throw Error(detail::concat("stage profile: codec_seconds_per_byte[\"", codec, "\"] = ", value.dump(),
+                                   " is not a cost (finite and >= 0 seconds per byte)"));
+      }
+      side.codec_seconds_per_byte[codec] = value.get<double>();
+    }
   }
   return side;
 }

@@ -4,6 +4,7 @@
 // Plain data (no LibTorch), serialisable to JSON for the profile cache and the wire.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ struct SideProfile {
   std::int64_t batch_size = 0;
   std::vector<double> forward_seconds;   // per stage, one batch
   std::vector<double> backward_seconds;  // per stage, one batch (given the output gradient)
+  // Encode + decode of one float32 byte per codec spec on this host, seconds (measured by
+  // the profiler; codecs not measured are absent).
+  std::map<std::string, double> codec_seconds_per_byte;
 };
 
 struct ModelProfile {
@@ -36,10 +40,12 @@ struct ModelProfile {
 };
 
 // JSON text of one side's profile (the profile cache and the wire), and back:
-//   {"host": "...", "batch_size": 32, "forward_seconds": [...], "backward_seconds": [...]}
+//   {"host": "...", "batch_size": 32, "forward_seconds": [...], "backward_seconds": [...],
+//    "codec_seconds_per_byte": {"int8": 1.2e-10, ...}}   (the last optional)
 // sideFromJson throws tandem::Error with the reason on malformed input: not JSON, a missing
 // field or one of the wrong type, a batch size that is not a positive integer, a time that
-// is negative or not finite, or forward and backward arrays of different lengths.
+// is negative or not finite, or forward and backward arrays of different lengths, or a
+// codec cost that is not an object of finite non-negative numbers.
 std::string toJson(const SideProfile& side);
 SideProfile sideFromJson(const std::string& text);
 

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "compression/registry.h"
 #include "runtime/common/log.h"
 #include "runtime/telemetry/summary.h"
 
@@ -77,6 +79,41 @@ SideProfile measureStages(models::StageModel& model, const torch::Tensor& input,
   return profile;
 }
 
+std::map<std::string, double> measureCodecs(const std::vector<std::string>& codecs, int iterations,
+                                            std::int64_t numel) {
+  std::map<std::string, double> out;
+  const std::int64_t rows = 64;
+  const std::vector<std::int64_t> shape{rows, std::max<std::int64_t>(numel / rows, 1)};
+  const auto values = torch::randn(shape).contiguous();
+  const double bytes = static_cast<double>(values.numel()) * 4.0;
+  std::vector<float> decoded(static_cast<std::size_t>(values.numel()));
+  for (const auto& spec : codecs) {
+    if (spec == "none" || out.count(spec) > 0) continue;
+    const auto codec = compression::makeCodec(spec);
+    std::vector<double> times;
+    for (int it = -1; it < std::max(iterations, 1); ++it) {  // iteration -1 warms up
+      const auto t0 = Clock::now();
+      const auto payload = codec->encode(values.data_ptr<float>(), shape);
+      codec->decode(payload.data(), payload.size(), shape, decoded.data());
+      const auto t1 = Clock::now();
+      if (it >= 0) times.push_back(seconds(t0, t1));
+    }
+    out[spec] = median(times) / bytes;
+  }
+  return out;
+}
+
+std::vector<std::string> codecsToCalibrate(const config::Config& config) {
+  std::vector<std::string> codecs;
+  const auto add = [&](const std::string& c) {
+    if (c != "none" && std::find(codecs.begin(), codecs.end(), c) == codecs.end()) codecs.push_back(c);
+  };
+  for (const auto& c : config.scheduler.codecs) add(c);
+  add(config.compression.uplink);
+  add(config.compression.downlink);
+  return codecs;
+}
+
 ModelProfile describeModel(const models::StageModel& model, std::int64_t batch_size, config::OptimizerKind optimizer) {
   ModelProfile p;
   p.model = model.spec().name;
@@ -102,6 +139,20 @@ SideProfile sideProfile(const config::Config& config, models::StageModel& model,
   const std::string key = model.spec().name + "-b" + std::to_string(input.size(0)) + "-" + hostName() + "-" + role +
                           "-" + model.fingerprint() + ".json";
   const auto path = std::filesystem::path(config.scheduler.profile_dir) / key;
+  const auto codecs = codecsToCalibrate(config);
+  const auto calibrate = [&](SideProfile& profile) {
+    std::vector<std::string> missing;
+    for (const auto& c : codecs) {
+      if (profile.codec_seconds_per_byte.count(c) == 0) missing.push_back(c);
+    }
+    if (missing.empty()) return false;
+    for (const auto& [codec, cost] : measureCodecs(missing, config.scheduler.profile_iterations)) {
+      profile.codec_seconds_per_byte[codec] = cost;
+      log->info("codec {} on this host: {:.3g} ns per input byte (encode + decode)", codec, cost * 1e9);
+    }
+    return true;
+  };
+  std::optional<SideProfile> cached;
   if (std::ifstream in{path}) {
     std::stringstream text;
     text << in.rdbuf();
@@ -109,16 +160,24 @@ SideProfile sideProfile(const config::Config& config, models::StageModel& model,
       auto profile = sideFromJson(text.str());
       if (static_cast<int>(profile.forward_seconds.size()) == model.numStages()) {
         log->info("stage profile from {}", path.string());
-        return profile;
+        cached = std::move(profile);
+      } else {
+        log->warn("cached profile {} has the wrong number of stages; measuring again", path.string());
       }
-      log->warn("cached profile {} has the wrong number of stages; measuring again", path.string());
     } catch (const std::exception& e) {
       log->warn("cached profile {} is unusable ({}); measuring again", path.string(), e.what());
     }
   }
-  log->info("profiling {} stages of {} with batches of {} ({} iterations)...", model.numStages(), model.spec().name,
-            input.size(0), config.scheduler.profile_iterations);
-  auto profile = measureStages(model, input, config.scheduler.profile_iterations);
+  SideProfile profile;
+  if (cached) {
+    profile = std::move(*cached);
+    if (!calibrate(profile)) return profile;
+  } else {
+    log->info("profiling {} stages of {} with batches of {} ({} iterations)...", model.numStages(), model.spec().name,
+              input.size(0), config.scheduler.profile_iterations);
+    profile = measureStages(model, input, config.scheduler.profile_iterations);
+    calibrate(profile);
+  }
   try {
     telemetry::writeFileAtomically(path.string(), toJson(profile));
     log->info("stage profile written to {}", path.string());

@@ -15,6 +15,11 @@
 // depend on θ or the RTT. Samples are smoothed with a median of the last few, which
 // ignores a single outlier and follows a step change after ⌈window/2⌉ samples.
 //
+// Besides the median, each direction keeps a longer history (RateHistory: the samples of
+// the last `history_seconds`, stamped with the edge's clock) so the planner can see what
+// the link did: its time-weighted quantiles, spread, recent minimum and how often it
+// moved between states, not only where it is now.
+//
 // Before the first ping θ and the RTT are taken as 0 (right when both sides share a
 // clock, e.g. two processes on one host); callers should ping first.
 //
@@ -24,6 +29,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <vector>
 
 namespace tandem::telemetry {
 
@@ -37,6 +43,62 @@ struct LinkEstimatorOptions {
   // (0: all of them), so an estimate can rise again when the path's RTT grows or the
   // clocks drift apart over a long run.
   std::size_t ping_window = 16;
+  // The history behind RateHistory: samples of the last `history_seconds` (by the time
+  // they arrived), at most `history_samples` per direction.
+  double history_seconds = 180.0;
+  std::size_t history_samples = 2048;
+  // A sample that differs from the current state's rate by at least this factor (either
+  // way) starts a new state (RateHistory::changes()).
+  double change_ratio = 1.5;
+};
+
+// What one direction of the link did over the history window. Samples carry the time
+// they were taken (edge clock, seconds); each one stands for the time since the one
+// before it (capped at 20× the median gap, so a pause in traffic, e.g. an evaluation, does
+// not make one sample stand for minutes, while the longer gaps of a slow state count), which makes the statistics
+// time-weighted: a link that spends 80% of the time slow has its median in the slow state however many messages the
+// fast periods carried.
+class RateHistory {
+ public:
+  struct Sample {
+    double time = 0.0;  // seconds, edge clock
+    double bps = 0.0;
+  };
+
+  RateHistory() = default;
+  RateHistory(double max_seconds, std::size_t max_samples, double change_ratio);
+
+  // Samples must come in time order (an earlier one is taken as simultaneous).
+  void add(double time, double bps);
+
+  bool empty() const { return samples_.empty(); }
+  std::size_t size() const { return samples_.size(); }
+  const std::deque<Sample>& samples() const { return samples_; }
+  double spanSeconds() const;  // newest − oldest sample time
+
+  // Time-weighted statistics over the window; all 0 when empty.
+  double quantile(double q) const;  // q in [0, 1]; 0.5: the median
+  double mean() const;
+  double stddev() const;
+  double coefficientOfVariation() const;  // stddev / mean
+  double minimum() const;
+  // Smallest sample taken in the last `seconds` before the newest one.
+  double recentMinimum(double seconds) const;
+  // State changes in the window (a sample off the current state's rate by change_ratio
+  // or more starts a new state), and per minute of the window's span.
+  std::size_t changes() const;
+  double changesPerMinute() const;
+
+  // The part of the history taken at or after `time`.
+  RateHistory since(double time) const;
+
+ private:
+  std::vector<double> weights() const;  // one per sample, see the class comment
+
+  double max_seconds_ = 180.0;
+  std::size_t max_samples_ = 2048;
+  double change_ratio_ = 1.5;
+  std::deque<Sample> samples_;
 };
 
 class LinkEstimator {
@@ -69,17 +131,22 @@ class LinkEstimator {
   std::optional<double> downlinkBps() const;
   std::size_t uplinkSamples() const { return up_count_; }  // samples taken so far
   std::size_t downlinkSamples() const { return down_count_; }
+  const RateHistory& uplinkHistory() const { return up_.history; }
+  const RateHistory& downlinkHistory() const { return down_.history; }
 
  private:
   struct Direction {
     std::deque<double> samples;  // bits per second
     std::optional<double> last_arrival;
+    RateHistory history;
   };
   struct Ping {
     double rtt = 0.0;
     double offset = 0.0;
   };
-  void add(Direction& d, std::size_t& count, std::uint64_t bytes, double sent_in_receiver_clock, double arrived);
+  // `to_edge_clock` converts the receiver's clock to the edge's (history times).
+  void add(Direction& d, std::size_t& count, std::uint64_t bytes, double sent_in_receiver_clock, double arrived,
+           double to_edge_clock);
   static std::optional<double> median(const std::deque<double>& samples);
 
   LinkEstimatorOptions options_;

@@ -253,5 +253,46 @@ TEST(CostModel, SimulationAgreesWithTheSeedFormulaWhenTheEdgeInterleaves) {
   }
 }
 
+TEST(CostModel, RawInputGoesUpInTheDatasetsNativeBytesWithoutACodec) {
+  // Batch 32 of 3×32×32 inputs: 98304 elements.
+  const ModelProfile profile = syntheticProfile(32, {3, 32, 32}, {{0.01, 0.01, 0.01, 0.01, 100, 0, 0}});
+  const std::int64_t labels = 8 * 32;
+  CostModelOptions native;
+  native.input_element_bytes = 1;  // uint8 pixels
+  const CostModel bytes(profile, encodedSize, native);
+  const CostModel floats(profile, encodedSize, {});
+  EXPECT_EQ(bytes.uplinkBytes(0, "none"), 98304 + labels + CostModel::kUplinkOverheadBytes);
+  EXPECT_EQ(floats.uplinkBytes(0, "none"), 4 * 98304 + labels + CostModel::kUplinkOverheadBytes);
+  // A codec encodes the float32 input as before, and other splits are unaffected.
+  EXPECT_EQ(bytes.uplinkBytes(0, "int8"), floats.uplinkBytes(0, "int8"));
+  EXPECT_EQ(bytes.uplinkBytes(1, "none"), floats.uplinkBytes(1, "none"));
+  // The upload time follows: a quarter of the bytes on the same link.
+  const auto l = link(8, 8, 0);
+  EXPECT_NEAR(bytes.iteration(0, "none", l).up, static_cast<double>(bytes.uplinkBytes(0, "none")) * 8 / 8e6, 1e-12);
+  EXPECT_LT(bytes.iteration(0, "none", l).up, 0.3 * floats.iteration(0, "none", l).up);
+  CostModelOptions bad;
+  bad.input_element_bytes = 0;
+  EXPECT_THROW(CostModel(profile, encodedSize, bad), Error);
+}
+
+TEST(CostModel, EachSideIsChargedItsOwnHostsMeasuredCodecCost) {
+  ModelProfile profile = syntheticProfile(4, {256}, {{0, 0, 0, 0, 256, 0, 0}, {0, 0, 0, 0, 10, 0, 0}});
+  profile.edge.codec_seconds_per_byte = {{"int8", 2e-9}};    // a slow edge
+  profile.cloud.codec_seconds_per_byte = {{"int8", 1e-10}};  // a fast cloud
+  CostModelOptions options;
+  options.codec_seconds_per_byte = 5e-10;  // for codecs a profile did not measure (fp16 here)
+  const CostModel model(profile, encodedSize, options);
+  const double bytes = 4 * 256 * 4;  // the float32 boundary tensor at split 1
+  const auto t = model.iteration(1, "int8", {});
+  EXPECT_NEAR(t.edge, 0.5 * bytes * 2e-9, 1e-15);
+  EXPECT_NEAR(t.edge_forward, 0.5 * bytes * 2e-9, 1e-15);
+  EXPECT_NEAR(t.cloud, 0.5 * bytes * 1e-10, 1e-15);
+  const auto f = model.iteration(1, "fp16", {});
+  EXPECT_NEAR(f.edge, 0.5 * bytes * 5e-10, 1e-15);
+  EXPECT_NEAR(f.cloud, 0.5 * bytes * 5e-10, 1e-15);
+  profile.cloud.codec_seconds_per_byte["int8"] = -1;
+  EXPECT_THROW(CostModel(profile, encodedSize, options), Error);
+}
+
 }  // namespace
 }  // namespace tandem::scheduler

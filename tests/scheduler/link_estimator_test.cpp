@@ -217,5 +217,82 @@ TEST(LinkEstimator, MedianIgnoresASingleOutlier) {
   EXPECT_EQ(e.downlinkSamples(), 5u);
 }
 
+TEST(RateHistory, StatisticsAreTimeWeighted) {
+  // 8 s slow (10 Mbit/s, one sample per second) then 2 s fast (50 Mbit/s, ten samples per
+  // second, as a saturated link reports more often when fast): by message count the fast
+  // state dominates, by time the slow one does.
+  RateHistory h(600, 4096, 1.5);
+  double t = 0.0;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 8; ++i) h.add(t += 1.0, 10 * kMbit);
+    for (int i = 0; i < 20; ++i) h.add(t += 0.1, 50 * kMbit);
+  }
+  EXPECT_EQ(h.size(), 140u);
+  EXPECT_DOUBLE_EQ(h.quantile(0.5), 10 * kMbit);
+  EXPECT_DOUBLE_EQ(h.quantile(0.1), 10 * kMbit);
+  EXPECT_DOUBLE_EQ(h.quantile(0.9), 50 * kMbit);
+  // Each sample counts the gap before it: a slow one 1 s, a fast one 0.1 s, so 40 s slow
+  // against 10 s fast (the first sample counts the median gap).
+  const double slow = 40 * 1.0;
+  const double fast = 100 * 0.1;
+  const double mean = (slow * 10 + fast * 50) / (slow + fast);
+  EXPECT_NEAR(h.mean(), mean * kMbit, 0.02 * mean * kMbit);
+  EXPECT_GT(h.stddev(), 15 * kMbit);
+  EXPECT_GT(h.coefficientOfVariation(), 0.5);
+  EXPECT_DOUBLE_EQ(h.minimum(), 10 * kMbit);
+  EXPECT_EQ(h.changes(), 9u);  // slow → fast five times, fast → slow four times
+  EXPECT_NEAR(h.changesPerMinute(), 9.0 * 60.0 / h.spanSeconds(), 1e-9);
+}
+
+TEST(RateHistory, RecentMinimumWindowAndSince) {
+  RateHistory h(30, 4096, 1.5);
+  h.add(-1000, 1 * kMbit);  // long expired
+  for (int i = 0; i <= 100; ++i) h.add(i, i == 50 ? 1 * kMbit : i == 90 ? 3 * kMbit : 20 * kMbit);
+  // The 30 s window: samples 70..100, so the dip at 50 s has expired.
+  EXPECT_DOUBLE_EQ(h.samples().front().time, 70.0);
+  EXPECT_DOUBLE_EQ(h.minimum(), 3 * kMbit);
+  EXPECT_DOUBLE_EQ(h.recentMinimum(5), 20 * kMbit);
+  EXPECT_DOUBLE_EQ(h.recentMinimum(15), 3 * kMbit);
+  EXPECT_EQ(h.changes(), 2u);  // down to 3 and back up
+  const auto tail = h.since(95);
+  EXPECT_EQ(tail.size(), 6u);
+  EXPECT_EQ(tail.changes(), 0u);
+  EXPECT_DOUBLE_EQ(RateHistory().quantile(0.5), 0.0);  // empty: zeros
+}
+
+TEST(RateHistory, SmallJitterIsNotAStateChange) {
+  RateHistory h(600, 4096, 1.5);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  for (int i = 0; i < 200; ++i) h.add(i * 0.5, 40 * kMbit * jitter(rng));
+  EXPECT_EQ(h.changes(), 0u);
+  EXPECT_LT(h.coefficientOfVariation(), 0.15);
+  EXPECT_NEAR(h.quantile(0.5), 40 * kMbit, 4 * kMbit);
+}
+
+TEST(LinkEstimator, KeepsAHistoryBeyondTheMedianWindowInTheEdgeClock) {
+  TwoSides sides(20 * kMbit, 80 * kMbit);
+  sides.ping(5);
+  for (int i = 0; i < 40; ++i) sides.exchange(Traffic::kIdle);
+  const auto& est = sides.estimator();
+  const auto& up = est.uplinkHistory();
+  EXPECT_EQ(up.size(), 40u);  // the median keeps 5, the history all
+  EXPECT_EQ(est.downlinkHistory().size(), 40u);
+  EXPECT_NEAR(up.quantile(0.5), 20 * kMbit, 3 * kMbit);
+  EXPECT_NEAR(est.downlinkHistory().quantile(0.5), 80 * kMbit, 12 * kMbit);
+  // Uplink samples are stamped in the edge's clock (where this run's edge times are a few
+  // seconds), not the cloud's (θ = 1234 s ahead).
+  EXPECT_LT(up.samples().back().time, 100.0);
+  EXPECT_GT(up.samples().back().time, 0.0);
+}
+
+TEST(RateHistory, APauseInTrafficDoesNotMakeOneSampleStandForIt) {
+  RateHistory h(600, 4096, 1.5);
+  for (int i = 0; i < 50; ++i) h.add(i * 0.1, 30 * kMbit);
+  h.add(300, 1 * kMbit);  // after a 5-minute pause (an evaluation, say): capped at 20 × 0.1 s
+  EXPECT_DOUBLE_EQ(h.quantile(0.5), 30 * kMbit);
+  EXPECT_DOUBLE_EQ(h.minimum(), 1 * kMbit);
+}
+
 }  // namespace
 }  // namespace tandem::telemetry

@@ -9,6 +9,8 @@
 #include <random>
 
 #include "runtime/common/error.h"
+#include "runtime/pipeline/edge_scheduler.h"
+#include "runtime/telemetry/link_estimator.h"
 #include "tests/scheduler/synthetic_profile.h"
 
 namespace tandem::scheduler {
@@ -379,6 +381,192 @@ TEST(Planner, DecisionJsonIncludesTheChoiceWhenItIsNotAmongTheTop) {
   EXPECT_EQ(j["candidates"][0]["split"], 2);
   EXPECT_EQ(j["candidates"][1]["split"], 3);
   EXPECT_EQ(j["candidates"][1]["rank"], 1);
+}
+
+namespace robust {
+
+// Three useful splits on a link that alternates between 100 and 5 Mbit/s, half the time
+// each (the cloud is nearly free, the edge slow):
+//   split 0: the raw input (1 MiB per batch): the fastest when the link is fast, 20× slower
+//            when it is slow;
+//   split 2: the edge runs two stages (0.15 s), tiny transfer: the fastest when the link
+//            is slow, the same when fast;
+//   split 1: one stage on the edge (0.11 s), 100 KiB per batch: best in neither state,
+//            but the best on average — the pair a planner should hold on this link.
+ModelProfile oscillationProfile() {
+  return syntheticProfile(kBatch, {8192},
+                          {{0.03, 0.05, 0.0005, 0.0005, 800, 10'000, 0},
+                           {0.01, 0.02, 0.0005, 0.0005, 10, 10'000, 0},
+                           {0.10, 0.20, 0.0005, 0.0005, 10, 10'000, 0}});
+}
+
+const LinkEstimate kFast = link(100, 100, 10);
+const LinkEstimate kSlow = link(5, 5, 10);
+
+std::vector<LinkState> oscillating() { return {{kFast, 0.5}, {kSlow, 0.5}}; }
+
+double epochAt(const CostModel& model, int split, const LinkEstimate& l, int staleness) {
+  return model.epochSeconds(model.iteration(split, "none", l), kIterations, staleness);
+}
+
+}  // namespace robust
+
+TEST(Planner, OscillatingLinkScenarioHasADifferentBestPairInEachStateAndAnotherOnAverage) {
+  using namespace robust;
+  const CostModel model(oscillationProfile(), encodedSize, {});
+  const int k = 4;
+  // By construction (the test's premise, checked so a cost-model change cannot void it).
+  EXPECT_LT(epochAt(model, 0, kFast, k), epochAt(model, 1, kFast, k));
+  EXPECT_LT(epochAt(model, 1, kFast, k), epochAt(model, 2, kFast, k));
+  EXPECT_LT(epochAt(model, 2, kSlow, k), epochAt(model, 1, kSlow, k));
+  EXPECT_LT(epochAt(model, 1, kSlow, k), epochAt(model, 0, kSlow, k));
+  // The known optimum: the time for the epoch when the link spends half the time in each
+  // state is 1 / (0.5 / t_fast + 0.5 / t_slow) (iterations per second average over time).
+  const auto expected = [&](int split) {
+    return 1.0 / (0.5 / epochAt(model, split, kFast, k) + 0.5 / epochAt(model, split, kSlow, k));
+  };
+  EXPECT_LT(expected(1), 0.9 * expected(0));
+  EXPECT_LT(expected(1), 0.9 * expected(2));
+  EXPECT_LT(expected(1), 0.9 * expected(3));
+
+  PlannerOptions options;
+  options.low_state_weight = 0.0;  // the pure expectation, to compare with the formula
+  const Planner planner(model, options);
+  for (int from = 0; from <= 3; ++from) {
+    auto in = input(kFast, from, k);
+    in.link_states = oscillating();
+    const auto d = planner.plan(in);
+    EXPECT_EQ(d.split, 1) << "from split " << from;
+    EXPECT_NEAR(find(d, 1).expected_epoch_seconds, expected(1), 1e-9 * expected(1));
+    EXPECT_NEAR(find(d, 0).expected_epoch_seconds, expected(0), 1e-9 * expected(0));
+  }
+}
+
+TEST(Planner, HoldsTheBestPairAcrossStatesWhileAMedianOnlyPlannerChasesTheLink) {
+  using namespace robust;
+  const CostModel model(oscillationProfile(), encodedSize, {});
+  const Planner planner(model, {});
+  // A recorded history: the estimator saw the link alternate 100 ↔ 5 Mbit/s every 2 s
+  // (a sample every 0.1 s), and the latest median is whichever state the link is in.
+  telemetry::RateHistory up(180, 2048, 1.5);
+  telemetry::RateHistory down(180, 2048, 1.5);
+  int robust_switches = 0;
+  int median_switches = 0;
+  int robust_current = 2;
+  int median_current = 2;
+  for (int i = 0; i < 600; ++i) {
+    const double t = 0.1 * i;
+    const bool fast = static_cast<int>(t / 2.0) % 2 == 0;
+    const double bps = fast ? 100e6 : 5e6;
+    up.add(t, bps);
+    down.add(t, bps);
+    if (i % 5 != 4) continue;  // plan every half second
+    const LinkEstimate now{bps, bps, 0.01};
+    auto in = input(now, robust_current, 4);
+    in.link_states = pipeline::linkStates(up, down, now);
+    const auto d = planner.plan(in);
+    if (d.split != robust_current) ++robust_switches;
+    robust_current = d.split;
+    const auto m = planner.plan(input(now, median_current, 4));
+    if (m.split != median_current) ++median_switches;
+    median_current = m.split;
+  }
+  EXPECT_EQ(robust_current, 1);
+  EXPECT_LE(robust_switches, 2);   // at most while the history fills (the first state seen)
+  EXPECT_GE(median_switches, 20);  // the median-only planner follows every state change
+}
+
+TEST(Planner, RepartitionsOnlyWhenTheGainOverTheRemainingIterationsPaysTheMigration) {
+  // Split 2 beats split 3 per iteration, but moving there costs the 40 MB of stage 2's
+  // weights and momentum over a 10 Mbit/s link (~32 s): worth it for a long remainder,
+  // not for a short one.
+  const ModelProfile profile = syntheticProfile(kBatch, {16},
+                                                {{0.001, 0.001, 0.001, 0.001, 16, 0, 0},
+                                                 {0.001, 0.001, 0.001, 0.001, 16, 0, 0},
+                                                 {0.010, 0.020, 0.001, 0.001, 16, 20'000'000, 0}});
+  const CostModel model(profile, encodedSize, {});
+  const Planner planner(model, {});
+  auto in = input(link(10, 10, 10), 3, 4);
+  int kept_in_band = 0;  // gain above the migration but not above migration + margin
+  bool switched = false;
+  for (double n = 100; n < 100'000; n *= 1.05) {
+    in.iterations = static_cast<std::int64_t>(n);
+    const auto d = planner.plan(in);
+    const Candidate& best = d.candidates.front();
+    if (d.changed) {
+      switched = true;
+      EXPECT_EQ(d.reason, "best");
+      EXPECT_GT(d.gain_seconds, best.migration_seconds + d.margin_seconds) << n;
+      EXPECT_THAT(d.why, HasSubstr("more than its migration"));
+    } else {
+      EXPECT_FALSE(switched) << "switched back at " << n << " iterations";
+      EXPECT_EQ(d.split, 3);
+      if (best.split != 3) {
+        EXPECT_EQ(d.reason, "kept: within hysteresis");
+        EXPECT_LE(d.gain_seconds, best.migration_seconds + d.margin_seconds);
+        EXPECT_THAT(d.why, HasSubstr("not more than its migration"));
+        if (d.gain_seconds > best.migration_seconds) ++kept_in_band;
+      }
+    }
+    // The margin is relative to the remaining time of the current pair.
+    EXPECT_NEAR(d.margin_seconds, best.split == 3 ? 0.0 : 0.10 * find(d, 3).total_seconds, 1e-9);
+  }
+  EXPECT_TRUE(switched);       // a long remainder pays the ~32 s migration
+  EXPECT_GE(kept_in_band, 1);  // and the margin holds it back a little longer than break-even
+  in.iterations = 200;
+  EXPECT_EQ(planner.plan(in).split, 3);  // a short one does not
+}
+
+TEST(Planner, UnstablePairsAreInfeasibleAtTheirStalenessAndAbove) {
+  const CostModel model(uniformProfile(), encodedSize, {});
+  PlannerOptions options;
+  options.codecs = {"none", "int8"};
+  const Planner planner(model, options);
+  // On a fast link with a slow edge the raw input upload wins.
+  auto in = input(link(1000, 1000, 1), 2, 2);
+  const auto before = planner.plan(in);
+  ASSERT_EQ(before.split, 0);
+  const std::string best_codec = before.codec;
+  in.unstable.push_back({0, best_codec, 2, 1});
+  const auto after = planner.plan(in);
+  EXPECT_FALSE(after.split == 0 && after.codec == best_codec);
+  EXPECT_FALSE(find(after, 0, best_codec).feasible);
+  EXPECT_EQ(find(after, 0, best_codec).excluded, "unstable in this run");
+  EXPECT_EQ(after.candidates.back().excluded, "unstable in this run");  // infeasible last
+  // The same pair at a lower staleness is not excluded.
+  in.staleness = 1;
+  const auto lower = planner.plan(in);
+  EXPECT_EQ(lower.split, 0);
+  EXPECT_EQ(lower.codec, best_codec);
+  // The current pair diverged: the planner leaves it and says why.
+  in.staleness = 3;
+  in.current_split = 0;
+  in.current_codec = best_codec;
+  const auto leave = planner.plan(in);
+  EXPECT_TRUE(leave.changed);
+  EXPECT_EQ(leave.reason, "best; current pair unstable in this run");
+  const auto j = nlohmann::json::parse(Planner::toJson(leave, 0));
+  EXPECT_EQ(j["unstable"][0]["split"], 0);
+  bool logged = false;
+  for (const auto& c : j["candidates"]) {
+    if (c["split"] == 0 && c["codec"] == best_codec) logged = c["excluded"] == "unstable in this run";
+  }
+  EXPECT_TRUE(logged);
+}
+
+TEST(Planner, EveryCandidateUnstableFallsBackToTheLeastExcludedOne) {
+  const CostModel model(uniformProfile(), encodedSize, {});
+  const Planner planner(model, {});
+  auto in = input(link(1000, 1000, 1), 2, 4);
+  for (int p = 0; p <= 4; ++p) in.unstable.push_back({p, "none", 0, p == 3 ? 1 : 2});
+  const auto d = planner.plan(in);  // does not throw
+  EXPECT_EQ(d.split, 3);            // marked once, the others twice
+  EXPECT_EQ(d.reason, "least excluded: every candidate unstable in this run");
+  EXPECT_THAT(d.why, HasSubstr("fewest marks"));
+  // Memory still binds: nothing fits is an error, unstable or not.
+  PlannerOptions tight;
+  tight.memory_budget_bytes = 1;
+  EXPECT_THROW(Planner(model, tight).plan(in), Error);
 }
 
 }  // namespace

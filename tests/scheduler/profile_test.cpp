@@ -82,5 +82,23 @@ TEST(SideProfile, ANonFiniteTimeDoesNotSurviveTheRoundTrip) {
   EXPECT_THAT(errorOf(toJson(side)), HasSubstr("\"forward_seconds\"[0] must be a number, got null"));
 }
 
+TEST(SideProfile, CodecCostsRoundTripAndAreOptional) {
+  SideProfile side;
+  side.host = "h";
+  side.batch_size = 4;
+  side.forward_seconds = {0.1};
+  side.backward_seconds = {0.2};
+  side.codec_seconds_per_byte = {{"int8", 1.5e-10}, {"topk:0.1", 3e-9}};
+  const auto back = sideFromJson(toJson(side));
+  EXPECT_EQ(back.codec_seconds_per_byte, side.codec_seconds_per_byte);
+  // Profiles cached before calibration existed have none.
+  const std::string old = R"({"host": "h", "batch_size": 4, "forward_seconds": [1], "backward_seconds": [1]})";
+  EXPECT_TRUE(sideFromJson(old).codec_seconds_per_byte.empty());
+  const std::string head = R"({"host": "h", "batch_size": 4, "forward_seconds": [1], "backward_seconds": [1], )";
+  EXPECT_THAT(errorOf(head + R"("codec_seconds_per_byte": 3})"), HasSubstr("must be an object"));
+  EXPECT_THAT(errorOf(head + R"("codec_seconds_per_byte": {"int8": -1}})"), HasSubstr("is not a cost"));
+  EXPECT_THAT(errorOf(head + R"("codec_seconds_per_byte": {"int8": "x"}})"), HasSubstr("is not a cost"));
+}
+
 }  // namespace
 }  // namespace tandem::scheduler

@@ -1,0 +1,189 @@
+// The edge's scheduler glue: the dataset's native bytes at p = 0, pairs marked unstable,
+// the profile check against measured times, and the bandwidth trigger. Times come from an
+// injected clock, so nothing here depends on how fast the machine is.
+#include "runtime/pipeline/edge_scheduler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "runtime/common/error.h"
+#include "runtime/scheduler/profiler.h"
+#include "tests/common/temp_dir_test.h"
+#include "tests/scheduler/synthetic_profile.h"
+
+namespace tandem::pipeline {
+namespace {
+
+using scheduler::testing::StageSpec;
+using scheduler::testing::syntheticProfile;
+using ::testing::HasSubstr;
+
+scheduler::ModelProfile profile() {
+  const StageSpec stage{0.01, 0.02, 0.001, 0.002, 256, 10'000, 0};
+  return syntheticProfile(16, {1, 28, 28}, {stage, stage, stage});
+}
+
+class EdgeSchedulerTest : public testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    config_.run.output_dir = dir_.string();
+    config_.scheduler.codecs = {"none", "int8"};
+    // A constant 20 Mbit/s link, 10 ms RTT, measured by messages 0.1 s apart.
+    link_.onPing(0, 0.005, 0.005, 0.010);
+    for (int i = 0; i < 20; ++i) feed(20e6);
+  }
+  void feed(double bps) {
+    const std::uint64_t bytes = 100'000;
+    const double seconds = static_cast<double>(bytes) * 8 / bps;
+    link_.onUplink(bytes, now_, now_ + seconds + 0.005);
+    link_.onDownlink(bytes, now_, now_ + seconds + 0.005);
+    link_.resetSpacing();
+    now_ += 0.1;
+  }
+  std::vector<nlohmann::json> lines() const {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir_ / "decisions.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    return out;
+  }
+  EdgeScheduler make() {
+    return EdgeScheduler(config_, profile(), link_, [this] { return now_; });
+  }
+
+  config::Config config_;
+  telemetry::LinkEstimator link_;
+  double now_ = 1.0;
+};
+
+TEST_F(EdgeSchedulerTest, RawInputsOfImageDatasetsArePricedAsUint8) {
+  EXPECT_EQ(inputElementBytes("fashion_mnist"), 1);
+  EXPECT_EQ(inputElementBytes("cifar10"), 1);
+  EXPECT_EQ(inputElementBytes("synthetic"), 4);
+  config_.data.dataset = "fashion_mnist";
+  const auto images = make();
+  EXPECT_EQ(images.costModel().options().input_element_bytes, 1);
+  EXPECT_EQ(images.costModel().uplinkBytes(0, "none"),
+            16 * 28 * 28 + 16 * 8 + scheduler::CostModel::kUplinkOverheadBytes);
+  config_.data.dataset = "synthetic";
+  EXPECT_EQ(make().costModel().options().input_element_bytes, 4);
+}
+
+TEST_F(EdgeSchedulerTest, MarkedUnstablePairsAreExcludedAndLogged) {
+  auto s = make();
+  const auto before = s.plan(1, "none", 2, 100);
+  s.markUnstable(before.split, before.codec, 2);
+  const auto after = s.plan(before.split, before.codec, 3, 100);
+  EXPECT_FALSE(after.split == before.split && after.codec == before.codec);
+  EXPECT_EQ(after.reason, "best; current pair unstable in this run");
+  EXPECT_EQ(s.plan(before.split, before.codec, 1, 100).split, before.split);  // a lower K is allowed
+  s.markUnstable(before.split, before.codec, 1);
+  ASSERT_EQ(s.unstable().size(), 1u);
+  EXPECT_EQ(s.unstable()[0].staleness, 1);
+  EXPECT_EQ(s.unstable()[0].marks, 2);
+  const auto log = lines();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0]["event"], "unstable");
+  EXPECT_EQ(log[1]["excluded_from_staleness"], 1);
+  EXPECT_THAT(log[0]["why"].get<std::string>(), HasSubstr("infeasible"));
+  EXPECT_THROW(s.markUnstable(9, "none", 0), Error);
+  EXPECT_THROW(s.markUnstable(1, "topk:0.1", 0), Error);
+}
+
+TEST_F(EdgeSchedulerTest, StepTimesThatDisagreeWithTheProfileRescaleItAfterASustainedPeriod) {
+  auto s = make();
+  const int split = 1;
+  const std::int64_t n = 200;
+  std::int64_t step = 0;
+  // Three decisions run 3× slower than predicted (a busier host than when profiled).
+  for (int round = 0; round < 3; ++round) {
+    auto d = s.plan(split, "none", 0, n);
+    d.split = split;
+    d.codec = "none";
+    const double predicted = s.predict(split, "none", 0, n);
+    s.begin(d, "epoch", round, step, true, predicted);
+    now_ += 3.0 * predicted;
+    step += n;
+    s.finish(step);
+  }
+  const auto log = lines();
+  ASSERT_GE(log.size(), 4u);
+  EXPECT_NEAR(log[0]["check_ratio"].get<double>(), 3.0, 0.05);
+  EXPECT_EQ(log[0]["check_disagreements"], 1);
+  EXPECT_EQ(log[1]["check_disagreements"], 2);
+  ASSERT_EQ(log[2]["event"], "profile_rescaled");  // after the second disagreement
+  EXPECT_THAT(log[2]["why"].get<std::string>(), HasSubstr("disagreed"));
+  EXPECT_GT(s.profileScale(), 2.0);
+  // The third decision was predicted with the rescaled profile and ran 3× that again (the
+  // test's clock always does): one disagreement, not yet another rescale.
+  EXPECT_EQ(log[3]["check_disagreements"], 1);
+  // The rescaled profile predicts the window it was fitted to: 3× the first prediction.
+  const double first = log[0]["check_predicted_s"].get<double>();
+  EXPECT_NEAR(log[3]["check_predicted_s"].get<double>(), 3.0 * first, 0.02 * 3.0 * first);
+}
+
+TEST_F(EdgeSchedulerTest, AgreeingStepTimesLeaveTheProfileAlone) {
+  auto s = make();
+  std::int64_t step = 0;
+  for (int round = 0; round < 4; ++round) {
+    auto d = s.plan(1, "none", 0, 100);
+    const double predicted = s.predict(d.split, d.codec, 0, 100);
+    s.begin(d, "epoch", round, step, true, predicted);
+    now_ += 1.2 * predicted;
+    step += 100;
+    s.finish(step);
+  }
+  EXPECT_DOUBLE_EQ(s.profileScale(), 1.0);
+  for (const auto& line : lines()) EXPECT_FALSE(line.contains("event"));
+}
+
+TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) {
+  auto s = make();
+  auto d = s.plan(1, "none", 2, 1000);
+  s.begin(d, "start", 0, 0, true, d.predicted_epoch_seconds);
+  EXPECT_FALSE(s.bandwidthMoved());
+  // A 40% move: past replan_threshold, but this compute-bound model keeps its pair.
+  for (int i = 0; i < 5; ++i) feed(28e6);
+  const bool moved = s.bandwidthMoved();
+  const auto again = s.plan(d.split, d.codec, 2, 900);
+  EXPECT_EQ(moved, again.changed);
+  s.finish(100);
+  const auto log = lines();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["bandwidth_checks"], 1);
+  EXPECT_EQ(log[0]["bandwidth_kept"], moved ? 0 : 1);
+}
+
+TEST(LinkStates, AnOscillationKeepsEveryStateButALastingStepStartsAfresh) {
+  telemetry::RateHistory up(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) up.add(i, (i / 10) % 2 == 0 ? 50e6 : 5e6);  // 50 <-> 5 Mbit/s
+  const auto oscillating = linkStates(up, up, {});
+  ASSERT_EQ(oscillating.size(), 5u);
+  EXPECT_DOUBLE_EQ(oscillating.front().link.uplink_bps, 5e6);
+  EXPECT_DOUBLE_EQ(oscillating.back().link.uplink_bps, 50e6);
+  telemetry::RateHistory step(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) step.add(i, 50e6);
+  for (int i = 100; i < 110; ++i) step.add(i, 2e6);  // a drop to a rate never seen
+  for (const auto& s : linkStates(step, step, {})) EXPECT_DOUBLE_EQ(s.link.uplink_bps, 2e6);
+}
+
+TEST(Profiler, CodecCostIsMeasuredOnThisHostPerCodec) {
+  const auto costs = scheduler::measureCodecs({"none", "int8", "fp16"}, 2, 1 << 14);
+  EXPECT_EQ(costs.count("none"), 0u);  // the cost model charges nothing for it
+  ASSERT_EQ(costs.count("int8"), 1u);
+  ASSERT_EQ(costs.count("fp16"), 1u);
+  EXPECT_GT(costs.at("int8"), 0.0);
+  EXPECT_GT(costs.at("fp16"), 0.0);
+  config::Config config;
+  config.scheduler.codecs = {"none", "int8"};
+  config.compression.downlink = "fp16";
+  EXPECT_EQ(scheduler::codecsToCalibrate(config), (std::vector<std::string>{"int8", "fp16"}));
+}
+
+}  // namespace
+}  // namespace tandem::pipeline
