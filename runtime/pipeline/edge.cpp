@@ -412,6 +412,8 @@ void EdgeTrainer::rollback(EdgeEpoch& e, const Failure& failure, telemetry::RunS
   snapshots_.dropAfter(target);
   replay_.setUpdates(position.updates);
   ++rollbacks_;
+  // The planner learns from it: this pair at this K (or more) is not chosen again.
+  if (scheduler_) scheduler_->markUnstable(split_, current.uplink_codec, current.staleness);
   staleness_cap_ = safer.staleness;
   e.staleness = safer.staleness;
   replay_.setStaleness(warmedUp(e.staleness));
