@@ -22,9 +22,8 @@ const char* splitName(Split split);
 
 struct DatasetInfo {
   DatasetInfo() = default;
-  DatasetInfo(std::string name_, std::int64_t channels_, std::int64_t height_, std::int64_t width_,
-              std::int64_t num_classes_)
-      : name(std::move(name_)), channels(channels_), height(height_), width(width_), num_classes(num_classes_) {}
+  DatasetInfo(std::string dataset, std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t classes)
+      : name(std::move(dataset)), channels(c), height(h), width(w), num_classes(classes) {}
 
   std::string name;
   std::int64_t channels = 0;
