@@ -30,7 +30,12 @@ Registry& registry() {
 
 // PyTorch's own default initialisation for Linear (kaiming_uniform with a = sqrt(5),
 // i.e. U(±1/sqrt(fan_in)) for weight and bias) and torchvision's for convolutions
-// (Kaiming normal, fan_out, ReLU gain), drawn from an explicit generator.
+// (Kaiming normal, fan_out, ReLU gain; unlike torchvision, fan_out is divided by the
+// groups, so a depthwise convolution is scaled by its own outputs), drawn from an
+// explicit generator.
+// benchmarks/learning_per_step.py reproduces these draws exactly in PyTorch and compares
+// the scheme with PyTorch's module defaults (kaiming_uniform a = sqrt(5) convolutions);
+// README, "Learning per step against PyTorch".
 void initialise(std::vector<Stage>& stages, std::uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::NoGradGuard no_grad;

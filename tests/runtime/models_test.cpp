@@ -1,6 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include <cmath>
 
 #include "runtime/common/error.h"
 #include "runtime/models/stage_model.h"
@@ -97,6 +102,53 @@ TEST_P(ZooModel, InitialisationIsDeterministicFromTheSeed) {
   }
   EXPECT_TRUE(any_different);
   EXPECT_EQ(a.fingerprint(), c.fingerprint());
+}
+
+// The documented scheme (stage_model.h; README, "Learning per step against PyTorch"):
+// convolutions N(0, 2 / (fan_out / groups)) with bias 0, Linear U(±1/sqrt(fan_in)) for
+// weight and bias, BatchNorm weight 1, bias 0 and fresh running statistics.
+TEST_P(ZooModel, InitialisationFollowsTheDocumentedScheme) {
+  StageModel model = makeModel(spec(), 21);
+  int convs = 0;
+  int linears = 0;
+  for (int s = 0; s < model.numStages(); ++s) {
+    for (const auto& module : model.stage(s)->modules(/*include_self=*/false)) {
+      if (auto* conv = module->as<torch::nn::Conv2dImpl>()) {
+        ++convs;
+        const auto& w = conv->weight;
+        const double fan_out =
+            static_cast<double>(w.size(0) * w.size(2) * w.size(3)) / static_cast<double>(conv->options.groups());
+        const double expected = std::sqrt(2.0 / fan_out);
+        EXPECT_NEAR(w.mean().item<double>(), 0.0, 5.0 * expected / std::sqrt(static_cast<double>(w.numel())))
+            << "stage " << s << " conv " << w.sizes();
+        if (w.numel() >= 4096) {  // enough samples for the std to be within 5 %
+          EXPECT_NEAR(w.std().item<double>(), expected, 0.05 * expected) << "stage " << s << " conv " << w.sizes();
+        }
+        if (conv->bias.defined()) {
+          EXPECT_EQ(conv->bias.abs().max().item<float>(), 0.0F);
+        }
+      } else if (auto* linear = module->as<torch::nn::LinearImpl>()) {
+        ++linears;
+        const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
+        EXPECT_LE(linear->weight.abs().max().item<double>(), bound) << "stage " << s;
+        EXPECT_GT(linear->weight.abs().max().item<double>(), 0.9 * bound) << "stage " << s;
+        EXPECT_LE(linear->bias.abs().max().item<double>(), bound) << "stage " << s;
+      } else if (auto* bn = module->as<torch::nn::BatchNorm2dImpl>()) {
+        EXPECT_TRUE(bn->weight.eq(1.0).all().item<bool>());
+        EXPECT_TRUE(bn->bias.eq(0.0).all().item<bool>());
+        EXPECT_TRUE(bn->running_mean.eq(0.0).all().item<bool>());
+        EXPECT_TRUE(bn->running_var.eq(1.0).all().item<bool>());
+        // PyTorch's BatchNorm defaults, which the benchmark's PyTorch models use too.
+        EXPECT_DOUBLE_EQ(bn->options.eps(), 1e-5);
+        ASSERT_TRUE(bn->options.momentum().has_value());
+        EXPECT_DOUBLE_EQ(*bn->options.momentum(), 0.1);
+      }
+    }
+  }
+  EXPECT_GE(linears, 1);
+  if (GetParam().name != "mlp") {
+    EXPECT_GE(convs, 3);
+  }
 }
 
 TEST_P(ZooModel, RangeSharesParameters) {
