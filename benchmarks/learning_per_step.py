@@ -347,7 +347,12 @@ def main():
                    help="extra config override for the Tandem runs (repeatable)")
     p.add_argument("--csv", default="runs/learning_per_step.csv")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per Tandem run")
+    p.add_argument("--from-csv", nargs="+", metavar="CSV",
+                   help="train nothing: print the table of the runs recorded in these CSV files")
     args = p.parse_args()
+    if args.from_csv:
+        table_from_csv(args.from_csv)
+        return
 
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # inherited by edge_trainer
     systems = [s for s in args.systems.split(",") if s]
@@ -385,22 +390,46 @@ def main():
                 print(f"{system:18} seed {seed}: " + " ".join(f"{s}:{100 * a[0]:.1f}" for s, a in sorted(acc.items())) +
                       f"  {sps:.1f} samples/s  ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
 
-    steps = sorted(rows[0][2])
-    header = ["system"] + [f"step {s} median / worst %" for s in steps] + ["samples/s (median)"]
+    print(f"{args.model}, Fashion-MNIST, batch {args.batch_size}, SGD lr {args.lr} momentum {args.momentum} "
+          f"nesterov {args.nesterov} wd {args.weight_decay}, one thread, seeds {args.seeds}, "
+          f"test accuracy on the first {args.test_images} test images")
+    print(summary_table(rows, systems))
+
+
+def summary_table(rows, systems):
+    """rows: (system, seed, {step: (accuracy, loss)}, samples/s)."""
+    steps = sorted(set.intersection(*(set(r[2]) for r in rows)))
+    header = ["system", "seeds"] + [f"step {s}: median / worst %" for s in steps] + ["samples/s (median)"]
     table = []
     for system in systems:
         mine = [r for r in rows if r[0] == system]
-        cells = [system]
+        if not mine:
+            continue
+        cells = [system, ",".join(str(r[1]) for r in mine)]
         for s in steps:
             values = [100 * r[2][s][0] for r in mine]
             cells.append(f"{statistics.median(values):.1f} / {min(values):.1f}")
         cells.append(f"{statistics.median(r[3] for r in mine):.1f}")
         table.append(cells)
-    print(f"{args.model}, Fashion-MNIST, batch {args.batch_size}, SGD lr {args.lr} momentum {args.momentum} "
-          f"nesterov {args.nesterov} wd {args.weight_decay}, one thread, seeds {args.seeds}, "
-          f"test accuracy on the first {args.test_images} test images")
-    print(tandem_bench.markdown_table(header, table))
+    return tandem_bench.markdown_table(header, table)
 
+
+def table_from_csv(paths):
+    """The table of runs recorded in CSV files (runs split over several invocations)."""
+    runs, order = {}, []
+    for path in paths:
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                key = (r["model"], r["system"], int(r["seed"]))
+                if key not in runs:
+                    runs[key] = (key[1], key[2], {}, float(r["samples_per_second"]))
+                    if key[1] not in order:
+                        order.append(key[1])
+                runs[key][2][int(r["step"])] = (float(r["test_accuracy"]), float(r.get("test_loss") or "nan"))
+    models = sorted({k[0] for k in runs})
+    for model in models:
+        print(model)
+        print(summary_table([v for k, v in runs.items() if k[0] == model], order))
 
 if __name__ == "__main__":
     main()
