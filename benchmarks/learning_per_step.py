@@ -311,7 +311,7 @@ def train_tandem(args, seed, out_dir):
         "data.shuffle": True, "data.normalize": True,
         "optimizer.name": "sgd", "optimizer.lr": args.lr, "optimizer.momentum": args.momentum,
         "optimizer.nesterov": args.nesterov, "optimizer.weight_decay": args.weight_decay,
-        "optimizer.schedule.name": "none", "optimizer.schedule.warmup_epochs": 0,
+        "optimizer.schedule": "{name: none}",  # a constant learning rate
         "checkpoint.enabled": False, "log.level": "warn",
     }
     for item in args.tandem_set:
