@@ -9,7 +9,8 @@ Run it with /usr/bin/python3: python3-torch is installed for Debian's interprete
     benchmarks/learning_per_step.py --model cnn --systems torch,torch-torchvision \
         --steps 100 --eval-every 25 --seeds 1,2,3,4,5          # initialisation schemes, paired
     benchmarks/learning_per_step.py --model cnn --systems tandem,torch-tandem --order tandem
-                                             # the PyTorch replica of Tandem: identical numbers
+    benchmarks/learning_per_step.py --systems tandem,torch --order tandem --steps 50
+                                             # PyTorch replicas of Tandem: identical numbers
 
 Both systems train on Fashion-MNIST (gzipped IDX, normalised with mean 0.2860 / std
 0.3530) with batch 64, SGD (lr 0.05, momentum 0.9, Nesterov, weight decay 5e-4 on every
@@ -30,9 +31,12 @@ The PyTorch side is an idiomatic script: nn.Conv2d / nn.BatchNorm2d / nn.Linear 
 torch.manual_seed(seed), torch.optim.SGD over model.parameters(). --systems chooses the
 initialisation it starts from: `torch` (PyTorch's own module defaults, what nn layers
 give you), `torch-torchvision` (torchvision's ResNet scheme: Kaiming-normal fan_out
-convolutions, BatchNorm 1/0, Linear default) and `torch-tandem` (Tandem's own scheme,
-runtime/models/stage_model.cpp, drawn exactly as Tandem draws it from run.seed: with
---order tandem it reproduces a Tandem run to the last test image and loss digit).
+convolutions, BatchNorm 1/0, Linear default) and `torch-tandem` (Tandem's scheme before
+it gave convolutions followed by BatchNorm PyTorch's default: every convolution
+Kaiming-normal, drawn exactly as Tandem drew it from run.seed; for cnn, which has no
+BatchNorm, it is still Tandem's scheme). With --order tandem, `torch-tandem` reproduces a
+Tandem run of cnn (and an old Tandem run of the BatchNorm models), and `torch` one of the
+BatchNorm models now, to the last test image and loss digit.
 Runs of different systems with the same seed and order see the same batches, so
 comparisons between PyTorch initialisations are paired.
 
@@ -188,10 +192,11 @@ def reinitialise(model, scheme, seed):
     """`torch`: PyTorch's module defaults as constructed (after torch.manual_seed(seed)).
     `torch-torchvision`: torchvision's ResNet scheme on top (Kaiming-normal fan_out
     convolutions with bias 0, BatchNorm 1/0, Linear left at its default).
-    `torch-tandem`: Tandem's scheme, drawn exactly as runtime/models/stage_model.cpp
-    draws it (one explicit generator seeded with `seed`, in module order: convolutions
+    `torch-tandem`: Tandem's scheme before the BatchNorm fix (README, "Learning per step
+    against PyTorch"), drawn exactly as runtime/models/stage_model.cpp drew it (one
+    explicit generator seeded with `seed`, in module order: every convolution
     N(0, 2 / (fan_out / groups)) with bias 0, Linear U(+-1/sqrt(fan_in)) for weight then
-    bias), so with --order tandem it reproduces Tandem's runs."""
+    bias); Tandem's current scheme for models without BatchNorm."""
     if scheme == "torch":
         return
     gen = torch.Generator().manual_seed(seed)
