@@ -28,24 +28,58 @@ Registry& registry() {
   return r;
 }
 
-// PyTorch's own default initialisation for Linear (kaiming_uniform with a = sqrt(5),
-// i.e. U(±1/sqrt(fan_in)) for weight and bias) and torchvision's for convolutions
-// (Kaiming normal, fan_out, ReLU gain), drawn from an explicit generator.
+// torch.nn.init.kaiming_uniform_(w, a = sqrt(5)), the default of nn.Conv2d and nn.Linear,
+// in PyTorch's own double arithmetic: U(±b), b = sqrt(3) * gain / sqrt(fan_in), which is
+// 1 / sqrt(fan_in) once rounded to float.
+double defaultWeightBound(double fan_in) {
+  const double a = std::sqrt(5.0);
+  const double gain = std::sqrt(2.0 / (1.0 + std::pow(a, 2)));
+  return std::sqrt(3.0) * (gain / std::sqrt(fan_in));
+}
+
+// nn.Conv2d / nn.Linear reset_parameters(): the weight as above, then the bias
+// U(±1/sqrt(fan_in)); fan_in = weight.size(1) * kernel area.
+void initialiseDefault(const torch::Tensor& weight, const torch::Tensor& bias, at::Generator& gen) {
+  const auto fan_in = static_cast<double>(weight[0].numel());
+  const double bound = defaultWeightBound(fan_in);
+  weight.uniform_(-bound, bound, gen);
+  if (bias.defined()) {
+    const double bias_bound = 1.0 / std::sqrt(fan_in);
+    bias.uniform_(-bias_bound, bias_bound, gen);
+  }
+}
+
+// Every parameter drawn from one explicit generator, in module registration order:
+// - a convolution followed by BatchNorm, and every Linear: PyTorch's module default
+//   (initialiseDefault). Behind BatchNorm a convolution's scale only sets its effective
+//   learning rate; torchvision's Kaiming-normal fan_out gave resnet18 runs that trailed
+//   PyTorch's defaults per step (README, "Learning per step against PyTorch"), so the
+//   BatchNorm models (resnet18, vgg11, mobilenetv2) start exactly where PyTorch's would:
+//   makeModel(spec, seed) is bit for bit torch.manual_seed(seed) and the same modules
+//   built in Python (benchmarks/learning_per_step.py --order tandem replays it).
+// - a convolution without BatchNorm (cnn): Kaiming normal, fan_out (divided by the
+//   groups), ReLU gain, bias 0, which learned faster than PyTorch's default there.
+// - BatchNorm: weight 1, bias 0, fresh running statistics.
 void initialise(std::vector<Stage>& stages, std::uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::NoGradGuard no_grad;
   for (auto& stage : stages) {
-    for (const auto& module : stage->modules(/*include_self=*/false)) {
+    const auto modules = stage->modules(/*include_self=*/false);
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      const auto& module = modules[i];
       if (auto* conv = module->as<torch::nn::Conv2dImpl>()) {
+        const bool batch_norm_next = i + 1 < modules.size() && modules[i + 1]->as<torch::nn::BatchNorm2dImpl>();
+        if (batch_norm_next) {
+          initialiseDefault(conv->weight, conv->bias, gen);
+          continue;
+        }
         const auto& w = conv->weight;
         const double fan_out = static_cast<double>(w.size(0) * w.size(2) * w.size(3)) /
                                static_cast<double>(conv->options.groups());
         w.normal_(0.0, std::sqrt(2.0 / fan_out), gen);
         if (conv->bias.defined()) conv->bias.zero_();
       } else if (auto* linear = module->as<torch::nn::LinearImpl>()) {
-        const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
-        linear->weight.uniform_(-bound, bound, gen);
-        if (linear->bias.defined()) linear->bias.uniform_(-bound, bound, gen);
+        initialiseDefault(linear->weight, linear->bias, gen);
       } else if (auto* bn = module->as<torch::nn::BatchNorm2dImpl>()) {
         bn->weight.fill_(1.0);
         bn->bias.zero_();

@@ -89,7 +89,8 @@ void registerBuiltinModels();  // mlp, cnn, resnet18, vgg11, mobilenetv2; idempo
 std::vector<std::string> modelNames();
 
 // Builds the model and initialises every parameter deterministically from `seed`
-// (Kaiming-normal convolutions, PyTorch-default linear layers, BatchNorm 1/0), without
+// (PyTorch-default convolutions before BatchNorm and linear layers, Kaiming-normal
+// convolutions without BatchNorm, BatchNorm 1/0; stage_model.cpp), without
 // touching LibTorch's global generator, so it is safe from several threads.
 // Throws ConfigError for an unknown name (listing the known ones).
 StageModel makeModel(const ModelSpec& spec, std::uint64_t seed);
