@@ -15,8 +15,13 @@ guard with the defaults; a run counts as
 
 The table also lists the guard's interventions per run (rollbacks it made to rescue it).
 
-    benchmarks/stability.py [--models cnn] [--codecs none int8 int4] [--staleness 4] [--epochs 2]
-                            [--batches 60] [--seed S] [--out DIR]
+    benchmarks/stability.py [--models cnn] [--splits 1 3] [--codecs none int8 int4] [--staleness 4]
+                            [--links loopback step_drop oscillating fading] [--epochs 2] [--batches 60]
+                            [--seed S] [--timeout S] [--out DIR]
+
+A slow pair on a slow link takes long: cnn at p = 1 with `none` moves 6.4 MB a batch, over
+10 minutes an epoch at the step-drop trace's 5 Mbit/s; --timeout ends such a run (status
+timeout, verdict from what it trained).
 
 Writes DIR/stability.csv and DIR/stability.md; prints the markdown table.
 """
@@ -74,6 +79,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batches", type=int, default=60, help="training batches per epoch")
     parser.add_argument("--test-batches", type=int, default=40)
+    parser.add_argument("--splits", nargs="+", type=int, default=None, help="split points (default: per model)")
+    parser.add_argument("--links", nargs="+", default=["loopback", "step_drop", "oscillating", "fading"],
+                        choices=["loopback", "step_drop", "oscillating", "fading"])
     parser.add_argument("--codecs", nargs="+", default=CODECS)
     parser.add_argument("--staleness", nargs="+", type=int, default=[4], help="K values")
     parser.add_argument("--seed", type=int, default=None, help="seed of the generated traces (default: random)")
@@ -85,10 +93,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     print(f"traces from seed {seed}", flush=True)
     links = {"loopback": None, "step_drop": ROOT / "benchmarks" / "traces" / "step_drop.csv"}
+    links = {name: trace for name, trace in links.items() if name in args.links}
     for i, kind in enumerate(("oscillating", "fading")):
-        path = out / f"{kind}-{seed + i}.csv"
-        write_trace(path, kind, seed + i)
-        links[f"{kind}-{seed + i}"] = path
+        if kind in args.links:
+            path = out / f"{kind}-{seed + i}.csv"
+            write_trace(path, kind, seed + i)
+            links[f"{kind}-{seed + i}"] = path
 
     rows = []
     for model in args.models:
@@ -101,7 +111,7 @@ def main():
             raise SystemExit(f"standalone {model} failed: {base['error']}")
         base_acc = base["edge"]["final_test_accuracy"]
         print(f"{model} standalone: {100 * base_acc:.2f}%", flush=True)
-        cases = [(p, c, k) for p in SPLITS[model] for c in args.codecs for k in args.staleness]
+        cases = [(p, c, k) for p in (args.splits or SPLITS[model]) for c in args.codecs for k in args.staleness]
         cases += [("auto", "none", max(args.staleness))]
         for link, trace in links.items():
             for split, codec, k in cases:

@@ -179,7 +179,7 @@ struct LimitsConfig {
 
 // The divergence guard (docs/design.md, "Divergence guard").
 struct GuardConfig {
-  double spike_factor = 4.0;      // a loss above factor × the recent median (and 1.0 above it) diverged; 0: off
+  double spike_factor = 4.0;      // a loss above factor × the recent median (and 2.0 above it) diverged; 0: off
   int window = 20;                // training steps in that median
   int snapshot_every_steps = 20;  // in-memory snapshots on both sides, also at each epoch's start
   int max_rollbacks = 4;          // one more divergence stops the run (exit 1)

@@ -448,7 +448,7 @@ std::vector<KeySpec> buildSchema() {
   // guard
   k.add(
        "guard.spike_factor", T::kNumber, [](const Config& c) { return yamlNumber(c.guard.spike_factor); },
-       "a training loss above this × the median of the last `guard.window` (and 1.0 above it) counts as "
+       "a training loss above this × the median of the last `guard.window` (and 2.0 above it) counts as "
        "diverged; 0: only non-finite losses and gradients do")
       .range(0, 1e6);
   k.add(

@@ -39,7 +39,7 @@ const char* verdictName(Verdict verdict);
 bool isKnownVerdict(std::uint8_t raw);
 
 // The recent level of the training loss: the median of the last guard.window accepted
-// losses. A loss is a spike when it is above spike_factor × that median and more than 1.0
+// losses. A loss is a spike when it is above spike_factor × that median and more than 2.0
 // above it (so a loss near zero does not make an ordinary batch a spike); the check is
 // off until the window is full and when spike_factor is 0.
 class LossWatch {

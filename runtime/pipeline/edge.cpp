@@ -218,7 +218,8 @@ std::optional<EdgeTrainer::Failure> EdgeTrainer::applyGradient(Message& message,
   return std::nullopt;
 }
 
-void EdgeTrainer::takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats) {
+RunPosition EdgeTrainer::positionAt(std::uint64_t step, int epoch, std::int64_t batch,
+                                    const RunningStats& stats) const {
   RunPosition position;
   position.step = step;
   position.epoch = epoch;
@@ -228,7 +229,12 @@ void EdgeTrainer::takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch
   position.codec = uplink_codec_;
   position.updates = replay_.updates();
   position.stats = stats;
-  snapshots_.add(captureRun("edge", config_.run.name, position, model_, *optimizer_, 0, split_));
+  return position;
+}
+
+void EdgeTrainer::takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats) {
+  snapshots_.add(
+      captureRun("edge", config_.run.name, positionAt(step, epoch, batch, stats), model_, *optimizer_, 0, split_));
 }
 
 void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& message, const RunningStats& stats,
@@ -478,15 +484,7 @@ void EdgeTrainer::checkpoint(int epoch, std::int64_t batch, const RunningStats& 
   Message m(MessageType::kCheckpoint, transport::CheckpointInfo{static_cast<std::uint32_t>(epoch), batch});
   m.header.step = next_step_;
   session_->request(std::move(m), MessageType::kCheckpointAck, "a checkpoint acknowledgement");
-  RunPosition position;
-  position.step = next_step_;
-  position.epoch = epoch;
-  position.batch = batch;
-  position.split = split_;
-  position.staleness = stalenessFor(epoch);
-  position.codec = uplink_codec_;
-  position.updates = replay_.updates();
-  position.stats = stats;
+  auto position = positionAt(next_step_, epoch, batch, stats);
   position.epoch_seconds = epoch_seconds;
   position.history = summary.history;
   const auto path = checkpoints_->save(captureRun("edge", config_.run.name, position, model_, *optimizer_, 0, split_));

@@ -111,6 +111,9 @@ class EdgeTrainer {
   // Applies the gradient of the oldest batch in flight, or returns why the guard refused it
   // (nothing applied then).
   std::optional<Failure> applyGradient(transport::Message& message, RunningStats& stats);
+  // Where the run stands when `step` training steps are applied and epoch `epoch`
+  // continues at `batch` (checkpoints and snapshots).
+  RunPosition positionAt(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats) const;
   // Keeps an in-memory snapshot of the edge's stages and of where epoch `epoch` stands
   // (`batch`: its next batch to train) when `step` training steps have been applied.
   void takeSnapshot(std::uint64_t step, int epoch, std::int64_t batch, const RunningStats& stats);

@@ -33,12 +33,13 @@ TEST(LossWatch, ASpikeIsFarAboveTheMedianInBothRatioAndAbsoluteTerms) {
   for (double loss : {0.5, 0.6, 0.4, 0.5, 0.55}) watch.accept(loss);
   EXPECT_DOUBLE_EQ(watch.level(), 0.5);
   EXPECT_EQ(watch.check(1.9), Verdict::kOk);     // under 4 × 0.5
-  EXPECT_EQ(watch.check(2.1), Verdict::kSpike);  // over 4 × 0.5 and over 0.5 + 1
+  EXPECT_EQ(watch.check(2.4), Verdict::kOk);     // over 4 × 0.5, under 0.5 + 2
+  EXPECT_EQ(watch.check(2.6), Verdict::kSpike);  // over both
   // Near zero the ratio alone would flag ordinary batches: the absolute margin holds.
   LossWatch low(guard(4.0, 3));
   for (double loss : {0.01, 0.02, 0.01}) low.accept(loss);
-  EXPECT_EQ(low.check(0.9), Verdict::kOk);
-  EXPECT_EQ(low.check(1.2), Verdict::kSpike);
+  EXPECT_EQ(low.check(1.2), Verdict::kOk);
+  EXPECT_EQ(low.check(2.1), Verdict::kSpike);
 }
 
 TEST(LossWatch, TheMedianIgnoresOneOutlierAndFollowsTheLastWindow) {
