@@ -531,9 +531,8 @@ namespace {
 // At p = 0 the edge sends Fashion-MNIST's own uint8 pixels, a quarter of float32, and the
 // cloud normalises them exactly as the edge does: K = 0 still equals standalone.
 TEST(SplitTraining, SplitZeroSendsNativePixelsAndStillEqualsStandalone) {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
-    GTEST_SKIP() << "needs dataset-fashion-mnist";
-  }
+  ASSERT_TRUE(fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+      << "needs dataset-fashion-mnist (scripts/setup.sh installs it)";
   auto config = config::parseConfig(R"(
 run: {name: pixels, epochs: 1, seed: 3}
 data: {dataset: fashion_mnist, path: /usr/share/datasets/fashion-mnist, batch_size: 16, max_train_batches: 6,

@@ -228,7 +228,8 @@ TEST_F(SplitProcesses, AGuardStopExitsOneOnBothSides) {
 // bound checked is 8 points until that gap is closed.
 TEST_F(SplitProcesses, TheStepDropReproducerEndsFiniteOrExitsOne) {
   const std::string dataset = "/usr/share/datasets/fashion-mnist";
-  if (!fs::exists(dataset + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "needs dataset-fashion-mnist";
+  ASSERT_TRUE(fs::exists(dataset + "/train-images-idx3-ubyte.gz"))
+      << "needs dataset-fashion-mnist (scripts/setup.sh installs it)";
   config_ = std::string(TANDEM_SOURCE_DIR) + "/configs/fashion_mnist_cnn.yaml";
   const std::vector<std::string> common{"--set", "split.point=3",
                                         "--set", "compression.uplink=int8",
