@@ -310,7 +310,10 @@ def plan_runs(args, profile, out):
         batches = args.batches or per_model(profile["batches"], model)
         batch_size = per_model(profile["batch_size"], model)
         common = {"run.epochs": epochs, "data.max_train_batches": batches,
-                  "data.max_test_batches": args.test_batches or profile["test_batches"], "run.threads": args.threads}
+                  "data.max_test_batches": args.test_batches or profile["test_batches"], "run.threads": args.threads,
+                  # K from the first step: these runs are far shorter than the default
+                  # 500-step warm-up, and the ablation measures what K buys (accuracy beside it).
+                  "split.staleness_warmup_steps": 0}
         if batch_size:
             common["data.batch_size"] = batch_size
         for name, label, kind, settings in configurations(split):

@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--batches", type=int, default=0, help="training batches per epoch (0: all)")
     args = parser.parse_args()
     common = {"run.epochs": args.epochs, "data.max_train_batches": args.batches, "split.point": 2,
-              "split.staleness": 4, "compression.downlink": "none"}
+              "split.staleness": 4, "split.staleness_warmup_steps": 0, "compression.downlink": "none"}
     rows = []
     reference = None
     with tempfile.TemporaryDirectory() as tmp:

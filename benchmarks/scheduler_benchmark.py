@@ -41,6 +41,7 @@ def base_settings(args, uplink, downlink, out):
         "data.max_train_batches": args.batches,
         "data.max_test_batches": 2,
         "split.staleness": 4,
+        "split.staleness_warmup_steps": 0,  # the planner's K from the first step, as in its model
         "scheduler.codecs": "[" + ",".join(CODECS) + "]",
         "scheduler.profile_dir": str(Path(args.out) / "profiles"),
         "link.emulate.uplink_mbps": uplink,

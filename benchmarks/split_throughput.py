@@ -23,7 +23,7 @@ def main():
     args = parser.parse_args()
 
     common = {"run.epochs": 1, "data.max_train_batches": args.batches, "data.max_test_batches": 20,
-              "split.point": args.split}
+              "split.point": args.split, "split.staleness_warmup_steps": 0}  # K from the first step
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         results = {}

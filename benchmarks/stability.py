@@ -17,7 +17,7 @@ The table also lists the guard's interventions per run (rollbacks it made to res
 
     benchmarks/stability.py [--models cnn] [--splits 1 3] [--codecs none int8 int4] [--staleness 4]
                             [--links loopback step_drop oscillating fading] [--epochs 2] [--batches 60]
-                            [--seed S] [--timeout S] [--out DIR]
+                            [--seed S] [--timeout S] [--set KEY=VALUE ...] [--out DIR]
 
 A slow pair on a slow link takes long: cnn at p = 1 with `none` moves 6.4 MB a batch, over
 10 minutes an epoch at the step-drop trace's 5 Mbit/s; --timeout ends such a run (status
@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--seed", type=int, default=None, help="seed of the generated traces (default: random)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
     parser.add_argument("--out", default="/tmp/tandem_stability")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (e.g. split.compensation=lr); default: the defaults")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     out = Path(args.out)
@@ -106,6 +108,11 @@ def main():
         common = {"run.epochs": args.epochs, "data.max_train_batches": args.batches,
                   "data.max_test_batches": args.test_batches, "run.threads": 1, "metrics.port": 0,
                   "link.peer_timeout_s": 120}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--set {item}: expected KEY=VALUE")
+            common[key] = value
         base = run_standalone_bounded(config, common, out / f"{model}-standalone", args.timeout)
         if base["status"] != "ok":
             raise SystemExit(f"standalone {model} failed: {base['error']}")

@@ -82,8 +82,11 @@ struct SplitConfig {
   std::map<int, int> staleness_schedule;  // epoch → K from that epoch on
   // K grows from 0 to its value over the first this many training steps of a run (one
   // more batch in flight every warmup/K steps): stale gradients hurt most while the loss
-  // falls fastest. 0: K from the first step.
-  int staleness_warmup_steps = 100;
+  // falls fastest. 0: K from the first step. 500, not 100: with 100, a slow link kept one
+  // gradient stale from step 25 on and `cnn` ended 20 points below K = 0 after 80 steps
+  // under every compensation; at 600 steps the gap was 2.0 points with 100, 0.3 with 600
+  // (docs/stability.md).
+  int staleness_warmup_steps = 500;
   Replay replay = Replay::kRecompute;
   // How the edge tempers a gradient that is s updates stale: none; lr (step × 1/(1+s));
   // momentum (SGD momentum μ → max(0, μ − s/(s+1)): asynchrony already adds about that

@@ -331,6 +331,7 @@ void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const
       // simulation shows the interleaved loop is never slower).
       if (!replay_.empty() && !drain_one(false)) continue;
       replay_.raiseStaleness(warmedUp(e.staleness));
+      if (scheduler_) scheduler_->noteStaleness(warmedUp(e.staleness));
       bool rolled_back = false;
       while (replay_.full() && !rolled_back) rolled_back = !drain_one(true);
       if (rolled_back) continue;

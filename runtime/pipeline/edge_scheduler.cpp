@@ -226,7 +226,8 @@ void EdgeScheduler::finish(std::int64_t step) {
   const std::string codec = open_->applied ? open_->decision.codec : open_->decision.input.current_codec;
   const int staleness = open_->decision.input.staleness;
   std::optional<nlohmann::json> rescale_event;
-  if (iterations >= kProfileCheckIterations && measured > 0) {
+  line["min_staleness"] = std::min(open_->min_staleness, staleness);
+  if (iterations >= kProfileCheckIterations && measured > 0 && open_->min_staleness >= staleness) {
     const auto window = linkStates(link_.uplinkHistory().since(open_->started),
                                    link_.downlinkHistory().since(open_->started), estimate());
     const auto link = estimate();
@@ -274,6 +275,10 @@ void EdgeScheduler::finish(std::int64_t step) {
   if (rescale_event) append(rescale_event->dump());
   ++logged_;
   open_.reset();
+}
+
+void EdgeScheduler::noteStaleness(int staleness) {
+  if (open_) open_->min_staleness = std::min(open_->min_staleness, staleness);
 }
 
 bool EdgeScheduler::bandwidthMoved() const {

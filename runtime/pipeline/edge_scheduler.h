@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -104,6 +105,11 @@ class EdgeScheduler {
   void markUnstable(int split, const std::string& codec, int staleness);
   const std::vector<scheduler::UnstablePair>& unstable() const { return unstable_; }
 
+  // The K the edge runs with now (below the planned K during the staleness warm-up or
+  // after a rollback halved it). A decision whose window ran below its planned K is not
+  // checked against the profile: the slower steps are the warm-up's, not the profile's.
+  void noteStaleness(int staleness);
+
   const scheduler::CostModel& costModel() const { return *cost_model_; }
   std::size_t decisionsLogged() const { return logged_; }
   // Product of the rescalings applied to the stage times so far (1: the profile as measured).
@@ -122,6 +128,7 @@ class EdgeScheduler {
     double states_uplink_at_decision = 0.0;  // mean uplink over linkStates() at the decision
     int bandwidth_checks = 0;
     int bandwidth_kept = 0;
+    int min_staleness = std::numeric_limits<int>::max();  // the lowest K noted in this window
   };
   void rebuild(scheduler::ModelProfile profile);
   double expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec, int staleness,

@@ -81,8 +81,10 @@ Decision Planner::plan(const PlanInput& input) const {
       c.expected_epoch_seconds = c.low_epoch_seconds = c.median_epoch_seconds;
       c.epoch_seconds = c.median_epoch_seconds;
       if (states && input.iterations > 0) {
-        double rate = 0.0;  // Σ w_s / epoch_s, with Σ w_s = 1
+        double rate = 0.0;      // Σ w_s / epoch_s, with Σ w_s = 1
+        double cautious = 0.0;  // the same with λ more weight on the slowest state
         bool stalled = false;
+        const double lambda = options_.low_state_weight;
         for (std::size_t s = 0; s < input.link_states.size(); ++s) {
           const auto& state = input.link_states[s];
           const double t =
@@ -92,11 +94,13 @@ Decision Planner::plan(const PlanInput& input) const {
             stalled = true;  // no time at all: nothing to move or compute
             continue;
           }
-          rate += state.weight / weight_sum / t;
+          const double w = state.weight / weight_sum;
+          rate += w / t;
+          cautious += ((1.0 - lambda) * w + (s == low_state ? lambda : 0.0)) / t;
         }
-        c.expected_epoch_seconds = rate > 0 ? 1.0 / rate : (stalled ? 0.0 : c.median_epoch_seconds);
-        c.epoch_seconds = (1.0 - options_.low_state_weight) * c.expected_epoch_seconds +
-                          options_.low_state_weight * c.low_epoch_seconds;
+        const double fallback = stalled ? 0.0 : c.median_epoch_seconds;
+        c.expected_epoch_seconds = rate > 0 ? 1.0 / rate : fallback;
+        c.epoch_seconds = cautious > 0 ? 1.0 / cautious : fallback;
       }
       c.seed_epoch_seconds = CostModel::seedEpochSeconds(c.times, input.iterations, input.staleness);
       c.migration_seconds = model_.migrationSeconds(input.current_split, p, input.link);
@@ -204,7 +208,7 @@ Decision Planner::plan(const PlanInput& input) const {
   }
   if (states) {
     why << "; ranked by expected time over " << input.link_states.size() << " link states (weight "
-        << options_.low_state_weight << " on the slowest)";
+        << options_.low_state_weight << " more time in the slowest)";
   }
   decision.why = why.str();
   return finish();

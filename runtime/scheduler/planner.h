@@ -11,10 +11,14 @@
 //   expected = 1 / Σ_s w_s / epoch_s        (the link spends a fraction w_s of the time in
 //                                            state s, where the pair runs N iterations in
 //                                            epoch_s: throughputs average over time)
-//   score    = (1 − low_state_weight) · expected + low_state_weight · epoch_low
-// (epoch_low: at the slowest state), so a pair that is good in every state beats one that
-// is best only in the state the link happens to be in now, and a link flipping between
-// states it has already shown does not change the ranking.
+//   score    = 1 / Σ ŵ_s / epoch_s,  ŵ_s = (1 − λ) w_s + λ [s is the slowest state]
+// (λ = low_state_weight: the score expects the link to spend λ more of its time in the
+// slowest state than it did), so a pair that is good in every state beats one that is
+// best only in the state the link happens to be in now, and a link flipping between
+// states it has already shown does not change the ranking. The caution is weighted in
+// time, not added in seconds: in an outage every pair nearly stalls, and adding
+// λ · epoch_low ranked pairs by the bytes they would move at the outage's rate (auto then
+// left the best pair for raw inputs on links with short outages).
 //
 // Pure logic; the edge pipeline calls it and carries out the decision.
 

@@ -142,6 +142,37 @@ TEST_F(EdgeSchedulerTest, AgreeingStepTimesLeaveTheProfileAlone) {
   for (const auto& line : lines()) EXPECT_FALSE(line.contains("event"));
 }
 
+// During the staleness warm-up the edge runs below the planned K, so its steps are slower
+// than the plan predicts for K; that is the warm-up, not a wrong profile.
+TEST_F(EdgeSchedulerTest, WindowsRunBelowThePlannedKDoNotRescaleTheProfile) {
+  auto s = make();
+  std::int64_t step = 0;
+  for (int round = 0; round < 4; ++round) {
+    auto d = s.plan(1, "none", 4, 200);
+    const double predicted = s.predict(d.split, d.codec, 4, 200);
+    s.begin(d, "epoch", round, step, true, predicted);
+    s.noteStaleness(round);  // K 0, 1, 2, 3 of a planned 4
+    now_ += 3.0 * predicted;
+    step += 200;
+    s.finish(step);
+  }
+  EXPECT_DOUBLE_EQ(s.profileScale(), 1.0);
+  const auto log = lines();
+  ASSERT_EQ(log.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(log[i].contains("event"));
+    EXPECT_FALSE(log[i].contains("check_ratio"));  // not checked
+    EXPECT_EQ(log[i]["min_staleness"], i);
+  }
+  // At the planned K the same 3x disagreement is checked again.
+  auto d = s.plan(1, "none", 4, 200);
+  s.begin(d, "epoch", 4, step, true, s.predict(d.split, d.codec, 4, 200));
+  s.noteStaleness(4);
+  now_ += 3.0 * s.predict(d.split, d.codec, 4, 200);
+  s.finish(step + 200);
+  EXPECT_EQ(lines().back()["check_disagreements"], 1);
+}
+
 TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) {
   auto s = make();
   auto d = s.plan(1, "none", 2, 1000);

@@ -476,6 +476,39 @@ TEST(Planner, HoldsTheBestPairAcrossStatesWhileAMedianOnlyPlannerChasesTheLink) 
   EXPECT_GE(median_switches, 20);  // the median-only planner follows every state change
 }
 
+// A link with short outages: 90 % of the time at 20 Mbit/s, 10 % at 0.02 Mbit/s, where
+// every pair nearly stalls. Split 0 moves 10x the bytes of split 2 but is 5x faster at 20
+// Mbit/s. The caution for the slowest state must not rank the pairs by the bytes they would
+// move during the outage (that picked split 2 on the simulated outage traces).
+TEST(Planner, AnOutageStateSlowsEveryPairInsteadOfRankingThemByBytes) {
+  const ModelProfile profile = syntheticProfile(
+      kBatch, {2048}, {{0.050, 0.100, 0.0005, 0.0005, 200, 10'000, 0}, {0.050, 0.100, 0.0005, 0.0005, 200, 10'000, 0}});
+  const CostModel model(profile, encodedSize, {});
+  const LinkEstimate normal = link(20, 20, 10);
+  const LinkEstimate outage = link(0.02, 0.02, 10);
+  const auto at = [&](int split, const LinkEstimate& l) {
+    return model.epochSeconds(model.iteration(split, "none", l), kIterations, 4);
+  };
+  // The premise: split 0 wins at the normal rate, split 2 at the outage's.
+  ASSERT_LT(at(0, normal), at(2, normal));
+  ASSERT_LT(at(2, outage), at(0, outage));
+  const auto expected = [&](int split) { return 1.0 / (0.9 / at(split, normal) + 0.1 / at(split, outage)); };
+  ASSERT_LT(expected(0), expected(2));
+  const Planner planner(model, {});  // the default caution
+  auto in = input(normal, 2, 4);
+  in.link_states = {{normal, 0.9}, {outage, 0.1}};
+  const auto d = planner.plan(in);
+  EXPECT_EQ(d.split, 0) << d.why;
+  EXPECT_NEAR(find(d, 0).expected_epoch_seconds, expected(0), 1e-9 * expected(0));
+  // On a link whose slow state is merely slow (not an outage) the caution still favours
+  // the pair that holds up there: it expects λ = 0.2 more time in the slowest state.
+  const double lambda = PlannerOptions{}.low_state_weight;
+  const auto cautious = [&](int split) {
+    return 1.0 / ((1 - lambda) * 0.9 / at(split, normal) + ((1 - lambda) * 0.1 + lambda) / at(split, outage));
+  };
+  EXPECT_NEAR(find(d, 0).epoch_seconds, cautious(0), 1e-9 * cautious(0));
+}
+
 TEST(Planner, RepartitionsOnlyWhenTheGainOverTheRemainingIterationsPaysTheMigration) {
   // Split 2 beats split 3 per iteration, but moving there costs the 40 MB of stage 2's
   // weights and momentum over a 10 Mbit/s link (~32 s): worth it for a long remainder,
