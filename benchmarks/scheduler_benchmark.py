@@ -99,6 +99,7 @@ def measured(args):
                 "scheduler.codecs": "[" + ",".join(CODECS) + "]",
                 "scheduler.profile_dir": str(Path(args.out) / "profiles"),
                 "link.emulate.trace": trace, "link.emulate.rtt_ms": args.rtt, "link.peer_timeout_s": 120,
+                "split.staleness_warmup_steps": 0,  # the config's K from the first step, as the replay runs it
             }
             auto_edge, _ = run_pair(config, dict(settings, **{"split.point": "auto"}), str(out / tag / "auto"))
             auto_time = epoch_seconds(auto_edge)
