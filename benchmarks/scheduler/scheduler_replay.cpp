@@ -291,7 +291,7 @@ RunResult run(config::Config config, const scheduler::ModelProfile& profile, con
   for (std::int64_t sent = 0; sent < iterations; ++sent) {
     if (edge.oldestArrived()) edge.apply();
     while (edge.inFlight() >= static_cast<std::size_t>(k + 1)) edge.apply();
-    if (split < 0 && scheduler.bandwidthMoved()) {
+    if (split < 0 && scheduler.bandwidthMoved(edge.step)) {
       edge.drainAll();
       replan("bandwidth", iterations - sent, true);
     }

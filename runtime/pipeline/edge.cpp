@@ -335,7 +335,7 @@ void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const
       bool rolled_back = false;
       while (replay_.full() && !rolled_back) rolled_back = !drain_one(true);
       if (rolled_back) continue;
-      if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved()) {
+      if (scheduler_ && config_.split.automatic && scheduler_->bandwidthMoved(static_cast<std::int64_t>(next_step_))) {
         // The link changed under us: land what is in flight, then re-plan the rest.
         if (!drain_all()) continue;
         replan(e.epoch, batches - e.sent, e.staleness, "bandwidth", summary);

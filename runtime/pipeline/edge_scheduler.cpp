@@ -217,6 +217,10 @@ void EdgeScheduler::finish(std::int64_t step) {
   line["planned_iterations"] = open_->decision.input.iterations;
   line["bandwidth_checks"] = open_->bandwidth_checks;
   line["bandwidth_kept"] = open_->bandwidth_kept;
+  if (open_->bandwidth_checks > 0) {
+    line["last_check_iterations"] = open_->last_check_iterations;
+    line["last_check_why"] = open_->last_check_why;
+  }
   line["edge_rss_mb"] = static_cast<double>(memory.rss_bytes) / (1024.0 * 1024.0);
   line["mem_available_mb"] = static_cast<double>(memory.available_bytes) / (1024.0 * 1024.0);
   line["memory_budget_mb"] = config_.scheduler.memory_budget_mb;
@@ -281,7 +285,7 @@ void EdgeScheduler::noteStaleness(int staleness) {
   if (open_) open_->min_staleness = std::min(open_->min_staleness, staleness);
 }
 
-bool EdgeScheduler::bandwidthMoved() const {
+bool EdgeScheduler::bandwidthMoved(std::int64_t step) const {
   if (!open_) return false;
   const auto now = estimate();
   const auto reference = last_checked_.value_or(open_->link_at_decision);
@@ -303,18 +307,14 @@ bool EdgeScheduler::bandwidthMoved() const {
   last_checked_ = now;
   checked_samples_ = link_.uplinkSamples();
   ++open_->bandwidth_checks;
-  // Would a plan for the rest change the pair? The rest is estimated from the time spent
-  // at the rate the decision predicted.
+  // Would a plan for the rest change the pair?
   const auto& d = open_->decision;
-  const std::int64_t planned = d.input.iterations;
-  const double per_iteration = planned > 0 ? d.predicted_epoch_seconds / static_cast<double>(planned) : 0.0;
-  const double elapsed = clock_() - open_->started;
-  std::int64_t remaining = planned;
-  if (per_iteration > 0) remaining -= static_cast<std::int64_t>(elapsed / per_iteration);
-  remaining = std::max<std::int64_t>(remaining, 1);
+  const std::int64_t remaining = std::max<std::int64_t>(d.input.iterations - (step - open_->step), 1);
   const int split = open_->applied ? d.split : d.input.current_split;
   const std::string codec = open_->applied ? d.codec : d.input.current_codec;
   const auto next = plan(split, codec, d.input.staleness, remaining);
+  open_->last_check_iterations = remaining;
+  open_->last_check_why = next.why;
   if (next.changed) return true;
   ++open_->bandwidth_kept;
   return false;

@@ -7,7 +7,7 @@
 // - the link's recent states (linkStates(): time-weighted quantiles of the estimator's
 //   history), so plans are robust to a link that fluctuates;
 // - a bandwidth trigger that only fires when a re-plan would change the pair
-//   (bandwidthMoved()), so a link that jitters between states the plan already covers
+//   (bandwidthMoved(step)), so a link that jitters between states the plan already covers
 //   does not drain the pipeline again and again;
 // - a check of the profile against what was measured: when a decision's measured time
 //   disagrees with the prediction (re-made over the link seen meanwhile) by more than
@@ -93,10 +93,14 @@ class EdgeScheduler {
   // the last check (at first: since the decision in force was made), or is still away from
   // the decision's (or the link states' mean moved that much) and kMinHistorySamples
   // samples came since the last check, and a plan for the
-  // rest of the decision's iterations (estimated from the time elapsed) would change the
-  // pair. A move the plan absorbs is counted in the decision's log line
-  // ("bandwidth_checks", "bandwidth_kept") and not reported.
-  bool bandwidthMoved() const;
+  // rest of the decision's iterations would change the pair. `step` is the training step
+  // now, on the counter begin() was given: the rest is the decision's iterations less
+  // those done since it began. (It used to be estimated from the time elapsed at the
+  // predicted rate; after a drop to a slower link that took the slow iterations for many
+  // and planned for almost none, so a migration that paid never looked worth it.) A move
+  // the plan absorbs is counted in the decision's log line ("bandwidth_checks",
+  // "bandwidth_kept") and not reported.
+  bool bandwidthMoved(std::int64_t step) const;
 
   // A (split, codec) diverged at `staleness` in this run: from now on the planner treats
   // it at that staleness or larger as infeasible ("unstable in this run"). Logged in
@@ -129,6 +133,8 @@ class EdgeScheduler {
     int bandwidth_checks = 0;
     int bandwidth_kept = 0;
     int min_staleness = std::numeric_limits<int>::max();  // the lowest K noted in this window
+    std::int64_t last_check_iterations = 0;               // the rest the last bandwidth check planned for
+    std::string last_check_why;                           // and what that plan said
   };
   void rebuild(scheduler::ModelProfile profile);
   double expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec, int staleness,

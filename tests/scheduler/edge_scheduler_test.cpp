@@ -177,10 +177,10 @@ TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) 
   auto s = make();
   auto d = s.plan(1, "none", 2, 1000);
   s.begin(d, "start", 0, 0, true, d.predicted_epoch_seconds);
-  EXPECT_FALSE(s.bandwidthMoved());
+  EXPECT_FALSE(s.bandwidthMoved(0));
   // A 40% move: past replan_threshold, but this compute-bound model keeps its pair.
   for (int i = 0; i < 5; ++i) feed(28e6);
-  const bool moved = s.bandwidthMoved();
+  const bool moved = s.bandwidthMoved(100);
   const auto again = s.plan(d.split, d.codec, 2, 900);
   EXPECT_EQ(moved, again.changed);
   s.finish(100);
@@ -188,6 +188,26 @@ TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) 
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0]["bandwidth_checks"], 1);
   EXPECT_EQ(log[0]["bandwidth_kept"], moved ? 0 : 1);
+}
+
+// After a drop to a slower link the rest of the decision is what is left of its
+// iterations, however long the slow ones took: here 10 of 1000 are done when the check
+// runs, long after the time the fast link would have needed for all of them (the check
+// used to estimate the rest from the time elapsed, and planned for 1 iteration here).
+TEST_F(EdgeSchedulerTest, TheBandwidthCheckPlansForTheIterationsLeftNotForTheTimeElapsed) {
+  auto s = make();
+  auto d = s.plan(1, "none", 2, 1000);
+  s.begin(d, "start", 0, 0, true, d.predicted_epoch_seconds);
+  now_ += 10 * d.predicted_epoch_seconds;
+  for (int i = 0; i < 5; ++i) feed(5e6);  // a move past replan_threshold
+  const bool moved = s.bandwidthMoved(10);
+  EXPECT_EQ(moved, s.plan(d.split, d.codec, 2, 990).changed);
+  s.finish(10);
+  const auto log = lines();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["bandwidth_checks"], 1);
+  EXPECT_EQ(log[0]["last_check_iterations"], 990);
+  EXPECT_THAT(log[0]["last_check_why"].get<std::string>(), HasSubstr(moved ? "gains" : "the current pair"));
 }
 
 TEST(LinkStates, AnOscillationKeepsEveryStateButALastingStepStartsAfresh) {
