@@ -330,8 +330,9 @@ void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const
       // all at once replays a convoy of batches while the uplink sits idle (the cost model's
       // simulation shows the interleaved loop is never slower).
       if (!replay_.empty() && !drain_one(false)) continue;
-      replay_.raiseStaleness(warmedUp(e.staleness));
-      if (scheduler_) scheduler_->noteStaleness(warmedUp(e.staleness));
+      const int k_now = warmedUp(e.staleness);
+      replay_.raiseStaleness(k_now);
+      if (scheduler_) scheduler_->noteStaleness(k_now);
       bool rolled_back = false;
       while (replay_.full() && !rolled_back) rolled_back = !drain_one(true);
       if (rolled_back) continue;

@@ -55,6 +55,19 @@ class EdgeSchedulerTest : public testing::TempDirTest {
   EdgeScheduler make() {
     return EdgeScheduler(config_, profile(), link_, [this] { return now_; });
   }
+  // One decision at split 1, `none`, planned K `k` for `n` iterations from `step`, that
+  // runs at K `ran_at` (unnoted if negative) and takes `slowdown` × its prediction.
+  // Returns the step after it.
+  std::int64_t runDecision(EdgeScheduler& s, int k, std::int64_t n, std::int64_t step, int epoch, double slowdown,
+                           int ran_at = -1) {
+    auto d = s.plan(1, "none", k, n);
+    const double predicted = s.predict(d.split, d.codec, k, n);
+    s.begin(d, "epoch", epoch, step, true, predicted);
+    if (ran_at >= 0) s.noteStaleness(ran_at);
+    now_ += slowdown * predicted;
+    s.finish(step + n);
+    return step + n;
+  }
 
   config::Config config_;
   telemetry::LinkEstimator link_;
@@ -130,14 +143,7 @@ TEST_F(EdgeSchedulerTest, StepTimesThatDisagreeWithTheProfileRescaleItAfterASust
 TEST_F(EdgeSchedulerTest, AgreeingStepTimesLeaveTheProfileAlone) {
   auto s = make();
   std::int64_t step = 0;
-  for (int round = 0; round < 4; ++round) {
-    auto d = s.plan(1, "none", 0, 100);
-    const double predicted = s.predict(d.split, d.codec, 0, 100);
-    s.begin(d, "epoch", round, step, true, predicted);
-    now_ += 1.2 * predicted;
-    step += 100;
-    s.finish(step);
-  }
+  for (int round = 0; round < 4; ++round) step = runDecision(s, 0, 100, step, round, 1.2);
   EXPECT_DOUBLE_EQ(s.profileScale(), 1.0);
   for (const auto& line : lines()) EXPECT_FALSE(line.contains("event"));
 }
@@ -147,15 +153,7 @@ TEST_F(EdgeSchedulerTest, AgreeingStepTimesLeaveTheProfileAlone) {
 TEST_F(EdgeSchedulerTest, WindowsRunBelowThePlannedKDoNotRescaleTheProfile) {
   auto s = make();
   std::int64_t step = 0;
-  for (int round = 0; round < 4; ++round) {
-    auto d = s.plan(1, "none", 4, 200);
-    const double predicted = s.predict(d.split, d.codec, 4, 200);
-    s.begin(d, "epoch", round, step, true, predicted);
-    s.noteStaleness(round);  // K 0, 1, 2, 3 of a planned 4
-    now_ += 3.0 * predicted;
-    step += 200;
-    s.finish(step);
-  }
+  for (int round = 0; round < 4; ++round) step = runDecision(s, 4, 200, step, round, 3.0, round);  // K 0..3 of 4
   EXPECT_DOUBLE_EQ(s.profileScale(), 1.0);
   const auto log = lines();
   ASSERT_EQ(log.size(), 4u);
@@ -165,11 +163,7 @@ TEST_F(EdgeSchedulerTest, WindowsRunBelowThePlannedKDoNotRescaleTheProfile) {
     EXPECT_EQ(log[i]["min_staleness"], i);
   }
   // At the planned K the same 3x disagreement is checked again.
-  auto d = s.plan(1, "none", 4, 200);
-  s.begin(d, "epoch", 4, step, true, s.predict(d.split, d.codec, 4, 200));
-  s.noteStaleness(4);
-  now_ += 3.0 * s.predict(d.split, d.codec, 4, 200);
-  s.finish(step + 200);
+  runDecision(s, 4, 200, step, 4, 3.0, 4);
   EXPECT_EQ(lines().back()["check_disagreements"], 1);
 }
 
