@@ -73,6 +73,29 @@ def write_trace(path, kind, seed, seconds=600):
             f.write(f"{t:.1f},{up:.3f},{down:.3f}\n")
 
 
+def write_results(out, rows, seed):
+    """Writes DIR/stability.csv and DIR/stability.md from the rows so far (after every run,
+    so a long matrix stopped part-way keeps what it measured); returns the markdown."""
+    with open(out / "stability.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown_table(
+        ["model", "link", "split", "codec", "K (end)", "test acc", "standalone", "guard rollbacks", "samples/s",
+         "verdict"],
+        [[r["model"], r["link"], f"{r['split']}" + (f" → {r['chosen_split']}" if r["split"] == "auto" else ""),
+          r["codec"], f"{r['K']} ({r['final_K']})",
+          "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%",
+          f"{100 * r['standalone_accuracy']:.2f}%", r["interventions"],
+          "—" if r["samples_per_s"] is None else f"{r['samples_per_s']:.0f}", r["verdict"]] for r in rows])
+    counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in ("ok", "worse", "diverged", "no result")}
+    summary = (f"{len(rows)} runs, traces seed {seed}: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
+               f"; {sum(1 for r in rows if r['interventions'])} needed the guard.")
+    text = summary + "\n\n" + table + "\n"
+    (out / "stability.md").write_text(text)
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["cnn"], choices=sorted(CONFIGS))
@@ -148,25 +171,9 @@ def main():
                        "samples_per_s": edge.get("train_samples_per_second"), "seconds": time.time() - started}
                 rows.append(row)
                 print(f"{name}: {verdict} acc {acc} interventions {row['interventions']} ({r['status']})", flush=True)
+                write_results(out, rows, seed)
 
-    with open(out / "stability.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    table = markdown_table(
-        ["model", "link", "split", "codec", "K (end)", "test acc", "standalone", "guard rollbacks", "samples/s",
-         "verdict"],
-        [[r["model"], r["link"], f"{r['split']}" + (f" → {r['chosen_split']}" if r["split"] == "auto" else ""),
-          r["codec"], f"{r['K']} ({r['final_K']})",
-          "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%",
-          f"{100 * r['standalone_accuracy']:.2f}%", r["interventions"],
-          "—" if r["samples_per_s"] is None else f"{r['samples_per_s']:.0f}", r["verdict"]] for r in rows])
-    counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in ("ok", "worse", "diverged", "no result")}
-    summary = (f"{len(rows)} runs, traces seed {seed}: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
-               f"; {sum(1 for r in rows if r['interventions'])} needed the guard.")
-    text = summary + "\n\n" + table + "\n"
-    (out / "stability.md").write_text(text)
-    print(text)
+    print(write_results(out, rows, seed))
 
 
 if __name__ == "__main__":
