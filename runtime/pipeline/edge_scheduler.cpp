@@ -79,7 +79,7 @@ telemetry::RateHistory currentRegime(const telemetry::RateHistory& h) {
 
 std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink_history,
                                              const telemetry::RateHistory& downlink_history,
-                                             const scheduler::LinkEstimate& fallback) {
+                                             const scheduler::LinkEstimate& fallback, double downlink_per_uplink) {
   std::vector<scheduler::LinkState> out;
   const auto uplink = currentRegime(uplink_history);
   const auto downlink = currentRegime(downlink_history);
@@ -89,10 +89,36 @@ std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplin
   for (double q : EdgeScheduler::kStateQuantiles) {
     scheduler::LinkState s;
     s.link.uplink_bps = uplink.quantile(q);
-    s.link.downlink_bps = down ? downlink.quantile(q) : fallback.downlink_bps;
+    s.link.downlink_bps = down                      ? downlink.quantile(q)
+                          : downlink_per_uplink > 0 ? s.link.uplink_bps * downlink_per_uplink
+                                                    : fallback.downlink_bps;
     s.link.rtt_seconds = fallback.rtt_seconds;
     s.weight = weight;
     out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<scheduler::LinkSegment> linkSegments(const telemetry::RateHistory& uplink_history,
+                                                 const std::vector<scheduler::LinkState>& states) {
+  std::vector<scheduler::LinkSegment> out;
+  if (states.empty()) return out;
+  const auto uplink = currentRegime(uplink_history);
+  const auto seconds = uplink.sampleSeconds();
+  const auto log_rate = [](double bps) { return std::log(std::max(bps, 1.0)); };
+  for (std::size_t i = 0; i < uplink.size(); ++i) {
+    const double x = log_rate(uplink.samples()[i].bps);
+    std::size_t nearest = 0;
+    for (std::size_t s = 1; s < states.size(); ++s) {
+      if (std::abs(log_rate(states[s].link.uplink_bps) - x) < std::abs(log_rate(states[nearest].link.uplink_bps) - x)) {
+        nearest = s;
+      }
+    }
+    if (!out.empty() && out.back().state == nearest) {
+      out.back().seconds += seconds[i];
+    } else {
+      out.push_back({nearest, seconds[i]});
+    }
   }
   return out;
 }
@@ -137,12 +163,17 @@ scheduler::LinkEstimate EdgeScheduler::estimate() const {
   scheduler::LinkEstimate e;
   e.uplink_bps = link_.uplinkBps().value_or(0.0);
   e.downlink_bps = link_.downlinkBps().value_or(0.0);
+  const auto ratio = link_.downlinkPerUplink();
+  if (ratio && link_.downlinkHistory().size() < kMinHistorySamples && e.uplink_bps > 0) {
+    e.downlink_bps = e.uplink_bps * *ratio;
+  }
   e.rtt_seconds = link_.rttSeconds();
   return e;
 }
 
 std::vector<scheduler::LinkState> EdgeScheduler::states() const {
-  return linkStates(link_.uplinkHistory(), link_.downlinkHistory(), estimate());
+  return linkStates(link_.uplinkHistory(), link_.downlinkHistory(), estimate(),
+                    link_.downlinkPerUplink().value_or(0.0));
 }
 
 scheduler::Decision EdgeScheduler::plan(int current_split, const std::string& current_codec, int staleness,
@@ -150,6 +181,7 @@ scheduler::Decision EdgeScheduler::plan(int current_split, const std::string& cu
   scheduler::PlanInput input;
   input.link = estimate();
   input.link_states = states();
+  input.link_segments = linkSegments(link_.uplinkHistory(), input.link_states);
   input.unstable = unstable_;
   input.current_split = current_split;
   input.current_codec = current_codec;
@@ -161,20 +193,16 @@ scheduler::Decision EdgeScheduler::plan(int current_split, const std::string& cu
 double EdgeScheduler::expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec,
                                       int staleness, std::int64_t iterations,
                                       const std::vector<scheduler::LinkState>& states,
+                                      const std::vector<scheduler::LinkSegment>& segments,
                                       const scheduler::LinkEstimate& link) const {
-  if (states.empty()) return model.epochSeconds(model.iteration(split, codec, link), iterations, staleness);
-  double rate = 0.0;
-  double weights = 0.0;
-  for (const auto& s : states) {
-    const double t = model.epochSeconds(model.iteration(split, codec, s.link), iterations, staleness);
-    weights += s.weight;
-    if (t > 0) rate += s.weight / t;
-  }
-  return rate > 0 ? weights / rate : 0.0;
+  return scheduler::expectOverStates(model, split, codec, iterations, staleness, link, states, segments, 0.0)
+      .expected_seconds;
 }
 
 double EdgeScheduler::predict(int split, const std::string& codec, int staleness, std::int64_t iterations) const {
-  return expectedSeconds(*cost_model_, split, codec, staleness, iterations, states(), estimate());
+  const auto now = states();
+  return expectedSeconds(*cost_model_, split, codec, staleness, iterations, now,
+                         linkSegments(link_.uplinkHistory(), now), estimate());
 }
 
 void EdgeScheduler::begin(scheduler::Decision decision, const std::string& trigger, int epoch, std::int64_t step,
@@ -232,10 +260,12 @@ void EdgeScheduler::finish(std::int64_t step) {
   std::optional<nlohmann::json> rescale_event;
   line["min_staleness"] = std::min(open_->min_staleness, staleness);
   if (iterations >= kProfileCheckIterations && measured > 0 && open_->min_staleness >= staleness) {
-    const auto window = linkStates(link_.uplinkHistory().since(open_->started),
-                                   link_.downlinkHistory().since(open_->started), estimate());
+    const auto uplink_window = link_.uplinkHistory().since(open_->started);
+    const auto window = linkStates(uplink_window, link_.downlinkHistory().since(open_->started), estimate(),
+                                   link_.downlinkPerUplink().value_or(0.0));
+    const auto segments = linkSegments(uplink_window, window);
     const auto link = estimate();
-    const double predicted = expectedSeconds(*cost_model_, split, codec, staleness, iterations, window, link);
+    const double predicted = expectedSeconds(*cost_model_, split, codec, staleness, iterations, window, segments, link);
     const double ratio = predicted > 0 ? measured / predicted : 0.0;
     line["check_predicted_s"] = predicted;
     line["check_ratio"] = ratio;
@@ -250,7 +280,7 @@ void EdgeScheduler::finish(std::int64_t step) {
       for (int it = 0; it < 40; ++it) {
         const double mid = 0.5 * (lo + hi);
         const scheduler::CostModel trial(scaled(cost_model_->profile(), std::exp(mid)), encodedSize, cost_options_);
-        const double t = expectedSeconds(trial, split, codec, staleness, iterations, window, link);
+        const double t = expectedSeconds(trial, split, codec, staleness, iterations, window, segments, link);
         (t < measured ? lo : hi) = mid;
       }
       const double factor = std::exp(0.5 * (lo + hi));
@@ -299,9 +329,14 @@ bool EdgeScheduler::bandwidthMoved(std::int64_t step) const {
   // kMinHistorySamples more samples (a lasting step shows as a regime change then).
   const bool since_decision = moved(open_->link_at_decision.uplink_bps, now.uplink_bps) ||
                               moved(open_->link_at_decision.downlink_bps, now.downlink_bps);
-  // Or the link states the plan weighed have moved (the history left a state behind).
-  const double states_now = statesUplinkMean(states());
-  const bool states_moved = moved(open_->states_uplink_at_decision, states_now);
+  // Or the link states the plan weighed have moved (the history left a state behind), or
+  // the plan weighed none (made on the start-up probe alone, before there was a history)
+  // and there are some now: on a link that flips between states, the median need never
+  // move far from the probe's, and the plan would otherwise never see the other states.
+  const auto states_list = states();
+  const double states_now = statesUplinkMean(states_list);
+  const bool states_moved = moved(open_->states_uplink_at_decision, states_now) ||
+                            (open_->states_uplink_at_decision <= 0 && !states_list.empty());
   const bool fresh = link_.uplinkSamples() >= checked_samples_ + kMinHistorySamples;
   if (!since_check && !((since_decision || states_moved) && fresh)) return false;
   last_checked_ = now;

@@ -40,14 +40,25 @@ std::int64_t inputElementBytes(const std::string& dataset);
 // time-weighted quantiles kStateQuantiles of the uplink and downlink histories, paired
 // by rank (both directions fade together on the links we model), with equal weights, and
 // `rtt` for all. Empty while the uplink history has fewer than kMinHistorySamples
-// samples: the planner then uses the median estimate alone. A direction with too short a
-// history takes `fallback` for that direction in every state. After a regime change (the
+// samples: the planner then uses the median estimate alone. A downlink with too short a
+// history (a pair whose downlink carries only small replies measures it only in the
+// start-up probe) follows the uplink: each state's uplink × `downlink_per_uplink`
+// (LinkEstimator::downlinkPerUplink), or `fallback`'s downlink in every state when that is
+// not positive. After a regime change (the
 // last kMinHistorySamples samples all outside the 5–95% range of the earlier ones: a step
 // to a state never seen) only the history since the change counts, so a lasting drop is
 // followed instead of being averaged away.
 std::vector<scheduler::LinkState> linkStates(const telemetry::RateHistory& uplink,
                                              const telemetry::RateHistory& downlink,
-                                             const scheduler::LinkEstimate& fallback);
+                                             const scheduler::LinkEstimate& fallback, double downlink_per_uplink = 0.0);
+
+// The order in which the link went through `states` (linkStates() of the same uplink
+// history): each sample of the history linkStates() used goes to the state nearest its
+// rate (on a log scale), for the time it stands for; consecutive samples of one state
+// merge. PlanInput::link_segments, for pricing the work-ahead of the pipeline. Empty
+// when `states` is.
+std::vector<scheduler::LinkSegment> linkSegments(const telemetry::RateHistory& uplink,
+                                                 const std::vector<scheduler::LinkState>& states);
 
 class EdgeScheduler {
  public:
@@ -68,8 +79,9 @@ class EdgeScheduler {
                 ClockFn clock = {});
   ~EdgeScheduler();
 
-  // The current estimate; bandwidths the estimator has not measured yet are taken as
-  // `fallback_bps` (probes normally measure them at start).
+  // The current estimate; bandwidths the estimator has not measured yet are 0 (probes
+  // normally measure them at start). While the downlink history is shorter than
+  // kMinHistorySamples, the downlink is the uplink × LinkEstimator::downlinkPerUplink.
   scheduler::LinkEstimate estimate() const;
   // linkStates() of the estimator's history now.
   std::vector<scheduler::LinkState> states() const;
@@ -78,7 +90,8 @@ class EdgeScheduler {
   scheduler::Decision plan(int current_split, const std::string& current_codec, int staleness,
                            std::int64_t iterations) const;
   // The cost model's prediction for keeping `split`/`codec` for `iterations` batches: the
-  // expected time over the link states seen (the median estimate while there are none).
+  // expected time over the link states seen, working ahead included (the median estimate
+  // while there are none).
   double predict(int split, const std::string& codec, int staleness, std::int64_t iterations) const;
 
   // `decision` governs from now (trigger: start, epoch, bandwidth, scheduled, advice);
@@ -139,6 +152,7 @@ class EdgeScheduler {
   void rebuild(scheduler::ModelProfile profile);
   double expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec, int staleness,
                          std::int64_t iterations, const std::vector<scheduler::LinkState>& states,
+                         const std::vector<scheduler::LinkSegment>& segments,
                          const scheduler::LinkEstimate& link) const;
   void append(const std::string& line);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -22,6 +23,96 @@ std::string mib(double bytes) {
 }
 
 }  // namespace
+
+double workAheadGain(double compute_rate, const std::vector<double>& link_rates,
+                     const std::vector<LinkSegment>& segments, double buffer) {
+  double total = 0.0;
+  for (const auto& seg : segments) {
+    TANDEM_ENFORCE(seg.state < link_rates.size(), "link segment state ", seg.state, " of ", link_rates.size());
+    if (seg.seconds > 0) total += seg.seconds;
+  }
+  if (!(compute_rate > 0) || !(buffer > 0) || segments.size() < 2 || !(total > 0)) return 0.0;
+  double queue = 0.0;  // iterations computed ahead, waiting for the link
+  double carried = 0.0;
+  double unbuffered = 0.0;
+  for (int pass = 0; pass < 2; ++pass) {
+    carried = unbuffered = 0.0;
+    for (const auto& seg : segments) {
+      const double d = seg.seconds;
+      if (!(d > 0)) continue;
+      const double u = std::max(link_rates[seg.state], 0.0);
+      if (u >= compute_rate) {  // spare link capacity drains the backlog while the edge computes
+        const double drained = std::isinf(u) ? queue : std::min(queue, (u - compute_rate) * d);
+        queue -= drained;
+        carried += compute_rate * d + drained;
+        unbuffered += compute_rate * d;
+      } else {  // the link is the bottleneck: the edge computes ahead until the queue is full
+        queue = std::min(buffer, queue + (compute_rate - u) * d);
+        carried += u * d;
+        unbuffered += u * d;
+      }
+    }
+  }
+  return std::max(0.0, (carried - unbuffered) / total);
+}
+
+StateExpectation expectOverStates(const CostModel& model, int split, const std::string& codec, std::int64_t iterations,
+                                  int staleness, const LinkEstimate& link, const std::vector<LinkState>& states,
+                                  const std::vector<LinkSegment>& segments, double low_state_weight) {
+  StateExpectation e;
+  e.median_seconds = model.epochSeconds(model.iteration(split, codec, link), iterations, staleness);
+  e.expected_seconds = e.cautious_seconds = e.low_seconds = e.median_seconds;
+  // The slowest state: the one with the least uplink (then downlink) bandwidth.
+  double weight_sum = 0.0;
+  std::size_t low_state = 0;
+  for (std::size_t s = 0; s < states.size(); ++s) {
+    const auto& state = states[s];
+    TANDEM_ENFORCE(state.weight >= 0 && std::isfinite(state.weight), "link state weight ", state.weight);
+    weight_sum += state.weight;
+    const auto& low = states[low_state].link;
+    if (state.link.uplink_bps < low.uplink_bps ||
+        (state.link.uplink_bps == low.uplink_bps && state.link.downlink_bps < low.downlink_bps)) {
+      low_state = s;
+    }
+  }
+  if (states.empty() || !(weight_sum > 0) || iterations <= 0) return e;
+
+  double rate = 0.0;      // Σ w_s / epoch_s, with Σ w_s = 1
+  double cautious = 0.0;  // the same with λ more weight on the slowest state
+  bool stalled = false;
+  std::vector<double> link_rates;  // iterations per second the link carries in each state
+  IterationTimes compute_only;
+  for (std::size_t s = 0; s < states.size(); ++s) {
+    const auto times = model.iteration(split, codec, states[s].link);
+    const double slowest_transfer = std::max(times.up, times.down);
+    link_rates.push_back(slowest_transfer > 0 ? 1.0 / slowest_transfer : std::numeric_limits<double>::infinity());
+    if (s == 0) {
+      compute_only = times;
+      compute_only.up = compute_only.down = 0.0;
+    }
+    const double t = model.epochSeconds(times, iterations, staleness);
+    if (s == low_state) e.low_seconds = t;
+    if (t <= 0) {
+      stalled = true;  // no time at all: nothing to move or compute
+      continue;
+    }
+    const double w = states[s].weight / weight_sum;
+    rate += w / t;
+    cautious += ((1.0 - low_state_weight) * w + (s == low_state ? low_state_weight : 0.0)) / t;
+  }
+  const double compute_seconds = model.epochSeconds(compute_only, iterations, staleness);
+  if (compute_seconds > 0 && rate > 0) {
+    e.work_ahead_rate = workAheadGain(static_cast<double>(iterations) / compute_seconds, link_rates, segments,
+                                      static_cast<double>(std::max(staleness, 0)));
+    const double per_epoch = e.work_ahead_rate / static_cast<double>(iterations);
+    rate += per_epoch;
+    cautious += per_epoch;
+  }
+  const double fallback = stalled ? 0.0 : e.median_seconds;
+  e.expected_seconds = rate > 0 ? 1.0 / rate : fallback;
+  e.cautious_seconds = cautious > 0 ? 1.0 / cautious : fallback;
+  return e;
+}
 
 Planner::Planner(const CostModel& model, PlannerOptions options) : model_(model), options_(std::move(options)) {
   if (options_.codecs.empty()) throw Error("planner: no uplink codecs to choose from");
@@ -57,19 +148,8 @@ Decision Planner::plan(const PlanInput& input) const {
   const auto codecIndex = [&](const std::string& codec) {
     return std::find(options_.codecs.begin(), options_.codecs.end(), codec) - options_.codecs.begin();
   };
-  // The slowest state: the one with the least uplink (then downlink) bandwidth.
   double weight_sum = 0.0;
-  std::size_t low_state = 0;
-  for (std::size_t s = 0; s < input.link_states.size(); ++s) {
-    const auto& state = input.link_states[s];
-    TANDEM_ENFORCE(state.weight >= 0 && std::isfinite(state.weight), "link state weight ", state.weight);
-    weight_sum += state.weight;
-    const auto& low = input.link_states[low_state].link;
-    if (state.link.uplink_bps < low.uplink_bps ||
-        (state.link.uplink_bps == low.uplink_bps && state.link.downlink_bps < low.downlink_bps)) {
-      low_state = s;
-    }
-  }
+  for (const auto& state : input.link_states) weight_sum += state.weight;
   const bool states = !input.link_states.empty() && weight_sum > 0;
   for (int p : options_.splits) {
     for (const auto& codec : options_.codecs) {
@@ -77,31 +157,13 @@ Decision Planner::plan(const PlanInput& input) const {
       c.split = p;
       c.codec = codec;
       c.times = model_.iteration(p, codec, input.link);
-      c.median_epoch_seconds = model_.epochSeconds(c.times, input.iterations, input.staleness);
-      c.expected_epoch_seconds = c.low_epoch_seconds = c.median_epoch_seconds;
-      c.epoch_seconds = c.median_epoch_seconds;
-      if (states && input.iterations > 0) {
-        double rate = 0.0;      // Σ w_s / epoch_s, with Σ w_s = 1
-        double cautious = 0.0;  // the same with λ more weight on the slowest state
-        bool stalled = false;
-        const double lambda = options_.low_state_weight;
-        for (std::size_t s = 0; s < input.link_states.size(); ++s) {
-          const auto& state = input.link_states[s];
-          const double t =
-              model_.epochSeconds(model_.iteration(p, codec, state.link), input.iterations, input.staleness);
-          if (s == low_state) c.low_epoch_seconds = t;
-          if (t <= 0) {
-            stalled = true;  // no time at all: nothing to move or compute
-            continue;
-          }
-          const double w = state.weight / weight_sum;
-          rate += w / t;
-          cautious += ((1.0 - lambda) * w + (s == low_state ? lambda : 0.0)) / t;
-        }
-        const double fallback = stalled ? 0.0 : c.median_epoch_seconds;
-        c.expected_epoch_seconds = rate > 0 ? 1.0 / rate : fallback;
-        c.epoch_seconds = cautious > 0 ? 1.0 / cautious : fallback;
-      }
+      const auto e = expectOverStates(model_, p, codec, input.iterations, input.staleness, input.link,
+                                      input.link_states, input.link_segments, options_.low_state_weight);
+      c.median_epoch_seconds = e.median_seconds;
+      c.expected_epoch_seconds = e.expected_seconds;
+      c.low_epoch_seconds = e.low_seconds;
+      c.epoch_seconds = e.cautious_seconds;
+      c.work_ahead_rate = e.work_ahead_rate;
       c.seed_epoch_seconds = CostModel::seedEpochSeconds(c.times, input.iterations, input.staleness);
       c.migration_seconds = model_.migrationSeconds(input.current_split, p, input.link);
       c.migration_bytes = model_.migrationBytes(input.current_split, p);
@@ -208,7 +270,10 @@ Decision Planner::plan(const PlanInput& input) const {
   }
   if (states) {
     why << "; ranked by expected time over " << input.link_states.size() << " link states (weight "
-        << options_.low_state_weight << " more time in the slowest)";
+        << options_.low_state_weight << " more time in the slowest";
+    if (!input.link_segments.empty())
+      why << "; working ahead priced over " << input.link_segments.size() << " segments";
+    why << ")";
   }
   decision.why = why.str();
   return finish();
@@ -236,6 +301,7 @@ std::string Planner::toJson(const Decision& decision, int top) {
                           {"median_epoch_s", c.median_epoch_seconds},
                           {"expected_epoch_s", c.expected_epoch_seconds},
                           {"low_epoch_s", c.low_epoch_seconds},
+                          {"work_ahead_it_s", c.work_ahead_rate},
                           {"seed_epoch_s", c.seed_epoch_seconds},
                           {"migration_s", c.migration_seconds},
                           {"migration_mb", static_cast<double>(c.migration_bytes) / kMiB},
@@ -250,6 +316,8 @@ std::string Planner::toJson(const Decision& decision, int top) {
     states.push_back(
         {{"uplink_mbps", s.link.uplink_bps / 1e6}, {"downlink_mbps", s.link.downlink_bps / 1e6}, {"weight", s.weight}});
   }
+  double segment_seconds = 0.0;
+  for (const auto& seg : in.link_segments) segment_seconds += seg.seconds;
   json unstable = json::array();
   for (const auto& u : in.unstable) {
     unstable.push_back({{"split", u.split}, {"codec", u.codec}, {"staleness", u.staleness}, {"marks", u.marks}});
@@ -263,6 +331,9 @@ std::string Planner::toJson(const Decision& decision, int top) {
                       {"staleness", in.staleness},
                       {"iterations", in.iterations}}},
                     {"link_states", std::move(states)},
+                    {"link_segments", in.link_segments.size()},
+                    {"link_segment_s",
+                     in.link_segments.empty() ? 0.0 : segment_seconds / static_cast<double>(in.link_segments.size())},
                     {"unstable", std::move(unstable)},
                     {"candidates", std::move(candidates)},
                     {"num_candidates", decision.candidates.size()},

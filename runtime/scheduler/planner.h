@@ -20,6 +20,17 @@
 // λ · epoch_low ranked pairs by the bytes they would move at the outage's rate (auto then
 // left the best pair for raw inputs on links with short outages).
 //
+// Working ahead: with K > 0 the edge may run up to K batches ahead of the link, so when
+// the link visits a slow state only briefly (PlanInput::link_segments: the order and the
+// dwell of the states it went through) a pair that is link-bound there and compute-bound
+// in the fast state loses less than the per-state expectation says: the backlog queued in
+// the slow state drains in the fast one while the edge keeps computing. workAheadGain()
+// prices this with a fluid model of the recorded sequence (compute rate c, link rate u_s
+// per state, a queue of at most K batches); its iterations per second are added to both
+// rates above. Without segments (or at K = 0) the gain is 0. A link that stays in one
+// state for a long time gains only K batches per visit, a link that flips quickly acts
+// like its time-average rate.
+//
 // Pure logic; the edge pipeline calls it and carries out the decision.
 
 #include <cstdint>
@@ -47,6 +58,24 @@ struct LinkState {
   double weight = 1.0;
 };
 
+// A stretch of the link's recent history spent in one of PlanInput::link_states, in time
+// order (PlanInput::link_segments).
+struct LinkSegment {
+  std::size_t state = 0;  // index into PlanInput::link_states
+  double seconds = 0.0;
+};
+
+// Iterations per second that working ahead adds to the per-state expectation (see the
+// header comment): a fluid model over `segments` (played twice, the second pass counted,
+// so the queue starts where a cycle leaves it) of a pipeline that computes at most
+// `compute_rate` iterations per second, a link that carries link_rates[state] (infinite:
+// no limit) and a queue of at most `buffer` iterations between them: (iterations carried
+// with the queue − Σ min(compute, link) × seconds) / total seconds. 0 without a buffer,
+// with fewer than two segments, or with a non-positive compute rate. Throws tandem::Error
+// on a segment whose state is not an index into `link_rates`.
+double workAheadGain(double compute_rate, const std::vector<double>& link_rates,
+                     const std::vector<LinkSegment>& segments, double buffer);
+
 // A (split, codec) that diverged in this run at staleness `staleness`: infeasible from then
 // on at that staleness or larger. `marks` counts how often it was reported.
 struct UnstablePair {
@@ -64,6 +93,7 @@ struct Candidate {
   double median_epoch_seconds = 0.0;    // at PlanInput::link (the latest median estimate)
   double expected_epoch_seconds = 0.0;  // expectation over PlanInput::link_states (= median without)
   double low_epoch_seconds = 0.0;       // at the slowest link state (= median without)
+  double work_ahead_rate = 0.0;         // iterations per second from workAheadGain() in both
   double seed_epoch_seconds = 0.0;   // the same by the seed formula (CostModel::seedEpochSeconds)
   double migration_seconds = 0.0;    // from the current split
   double total_seconds = 0.0;        // epoch + migration
@@ -86,8 +116,28 @@ struct PlanInput {
   // The link states seen recently (empty: plan at `link` alone). `link` is still used for
   // the migration, which happens now.
   std::vector<LinkState> link_states;
+  // The order and dwell of those states in the history (empty: no working ahead priced).
+  std::vector<LinkSegment> link_segments;
   std::vector<UnstablePair> unstable;
 };
+
+// One pair's times over link states, as the planner ranks it (the edge scheduler's
+// predictions and profile check use the same): `expected` = N / (Σ w_s N / epoch_s + gain),
+// `cautious` the same with λ = low_state_weight more weight on the slowest state (least
+// uplink, then downlink), `low` the time at that state, gain = workAheadGain() with a
+// queue of `staleness` batches. Without states (or with zero total weight) all three are
+// the time at `link`. A state where the pair takes no time at all is skipped; if that
+// leaves no rate, the times are 0.
+struct StateExpectation {
+  double median_seconds = 0.0;  // at `link`
+  double expected_seconds = 0.0;
+  double cautious_seconds = 0.0;
+  double low_seconds = 0.0;
+  double work_ahead_rate = 0.0;
+};
+StateExpectation expectOverStates(const CostModel& model, int split, const std::string& codec, std::int64_t iterations,
+                                  int staleness, const LinkEstimate& link, const std::vector<LinkState>& states,
+                                  const std::vector<LinkSegment>& segments, double low_state_weight);
 
 struct Decision {
   PlanInput input;
@@ -136,10 +186,11 @@ class Planner {
   // (all when top <= 0; the chosen one is always included, and each carries its "rank"):
   //   {"input": {uplink_mbps, downlink_mbps, rtt_ms, current_split, current_codec,
   //              staleness, iterations},
-  //    "link_states": [{uplink_mbps, downlink_mbps, weight}, ...],
+  //    "link_states": [{uplink_mbps, downlink_mbps, weight}, ...], "link_segments": count,
+  //    "link_segment_s": mean seconds per segment (0 without),
   //    "unstable": [{split, codec, staleness, marks}, ...],
   //    "candidates": [{rank, split, codec, t_edge, t_up, t_cloud, t_down, latency, epoch_s,
-  //                    median_epoch_s, expected_epoch_s, low_epoch_s, seed_epoch_s,
+  //                    median_epoch_s, expected_epoch_s, low_epoch_s, work_ahead_it_s, seed_epoch_s,
   //                    migration_s, migration_mb, uplink_mb, total_s, edge_memory_mb,
   //                    feasible, excluded}, ...],
   //    "num_candidates", "num_feasible", "choice": {split, codec}, "predicted_epoch_s",

@@ -158,7 +158,10 @@ void LinkEstimator::onUplink(std::uint64_t bytes, double sent_edge, double arriv
 }
 
 void LinkEstimator::onDownlink(std::uint64_t bytes, double sent_cloud, double arrived_edge) {
+  const std::size_t before = down_count_;
   add(down_, down_count_, bytes, sent_cloud - offset_, arrived_edge, 0.0);
+  const auto up = uplinkBps();
+  if (down_count_ > before && up && *up > 0) down_per_up_ = down_.samples.back() / *up;
 }
 
 void LinkEstimator::resetSpacing() {

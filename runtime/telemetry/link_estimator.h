@@ -92,6 +92,9 @@ class RateHistory {
   // The part of the history taken at or after `time`.
   RateHistory since(double time) const;
 
+  // The time each sample stands for (see the class comment), one per sample.
+  std::vector<double> sampleSeconds() const { return weights(); }
+
  private:
   std::vector<double> weights() const;  // one per sample, see the class comment
 
@@ -133,6 +136,12 @@ class LinkEstimator {
   std::size_t downlinkSamples() const { return down_count_; }
   const RateHistory& uplinkHistory() const { return up_.history; }
   const RateHistory& downlinkHistory() const { return down_.history; }
+  // The latest downlink sample over the uplink estimate when it was taken: how much faster
+  // the downlink was the last time it was measured. A pair whose downlink carries only
+  // small replies (split 0: acknowledgements) never measures it again after the start-up
+  // probe, so the edge scheduler scales the uplink by this instead of keeping the probe's
+  // downlink rate. None before a downlink sample taken while the uplink had an estimate.
+  std::optional<double> downlinkPerUplink() const { return down_per_up_; }
 
  private:
   struct Direction {
@@ -157,6 +166,7 @@ class LinkEstimator {
   Direction down_;
   std::size_t up_count_ = 0;
   std::size_t down_count_ = 0;
+  std::optional<double> down_per_up_;
 };
 
 }  // namespace tandem::telemetry

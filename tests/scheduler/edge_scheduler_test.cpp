@@ -184,6 +184,59 @@ TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) 
   EXPECT_EQ(log[0]["bandwidth_kept"], moved ? 0 : 1);
 }
 
+// A decision made on the start-up probe alone (no history, so no link states) is looked at
+// again as soon as the history has states, even if the median has not moved: on a link
+// that flips between states the median can stay at the probe's rate for minutes.
+TEST_F(EdgeSchedulerTest, APlanMadeBeforeThereWasAHistoryIsCheckedOnceThereIsOne) {
+  telemetry::LinkEstimator fresh;
+  fresh.onPing(now_, now_ + 0.005, now_ + 0.005, now_ + 0.010);
+  const auto feed_fresh = [&](double bps) {
+    const std::uint64_t bytes = 100'000;
+    const double seconds = static_cast<double>(bytes) * 8 / bps;
+    fresh.onUplink(bytes, now_, now_ + seconds + 0.005);
+    fresh.onDownlink(bytes, now_, now_ + seconds + 0.005);
+    fresh.resetSpacing();
+    now_ += 0.1;
+  };
+  feed_fresh(20e6);  // the probe
+  EdgeScheduler s(config_, profile(), fresh, [this] { return now_; });
+  ASSERT_TRUE(s.states().empty());
+  auto d = s.plan(1, "none", 2, 1000);
+  s.begin(d, "start", 0, 0, true, d.predicted_epoch_seconds);
+  for (std::size_t i = 0; i + 2 < EdgeScheduler::kMinHistorySamples; ++i) feed_fresh(20e6);
+  EXPECT_FALSE(s.bandwidthMoved(5));  // still no states: nothing to look at
+  feed_fresh(20e6);
+  feed_fresh(20e6);
+  ASSERT_FALSE(s.states().empty());
+  const bool moved = s.bandwidthMoved(10);
+  EXPECT_EQ(moved, s.plan(d.split, d.codec, 2, 990).changed);
+  s.finish(10);
+  const auto log = lines();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["bandwidth_checks"], 1);  // looked at, though the median did not move
+}
+
+// The estimate's downlink, while the downlink history is too short (split 0: nothing but
+// acknowledgements after the probe), is the uplink's times the ratio the probe measured.
+TEST_F(EdgeSchedulerTest, AnUnmeasuredDownlinkIsEstimatedFromTheUplinkAtTheProbesRatio) {
+  telemetry::LinkEstimator fresh;
+  fresh.onPing(now_, now_ + 0.005, now_ + 0.005, now_ + 0.010);
+  fresh.onUplink(100'000, now_, now_ + 100'000 * 8 / 10e6 + 0.005);  // the probe: 10 Mbit/s up
+  fresh.resetSpacing();
+  fresh.onDownlink(100'000, now_ + 1, now_ + 1 + 100'000 * 8 / 30e6 + 0.005);  // and 30 down
+  fresh.resetSpacing();
+  EdgeScheduler s(config_, profile(), fresh, [this] { return now_; });
+  EXPECT_NEAR(s.estimate().downlink_bps / s.estimate().uplink_bps, 3.0, 0.01);
+  for (int i = 0; i < 20; ++i) {  // the uplink speeds up; the downlink is not measured again
+    const double t = now_ + 2 + 0.1 * i;
+    fresh.onUplink(100'000, t, t + 100'000 * 8 / 50e6 + 0.005);
+    fresh.resetSpacing();
+  }
+  EXPECT_NEAR(s.estimate().uplink_bps, 50e6, 0.5e6);
+  EXPECT_NEAR(s.estimate().downlink_bps, 150e6, 2e6);
+  for (const auto& state : s.states()) EXPECT_NEAR(state.link.downlink_bps, 3.0 * state.link.uplink_bps, 1e3);
+}
+
 // After a drop to a slower link the rest of the decision is what is left of its
 // iterations, however long the slow ones took: here 10 of 1000 are done when the check
 // runs, long after the time the fast link would have needed for all of them (the check
@@ -215,6 +268,40 @@ TEST(LinkStates, AnOscillationKeepsEveryStateButALastingStepStartsAfresh) {
   for (int i = 0; i < 100; ++i) step.add(i, 50e6);
   for (int i = 100; i < 110; ++i) step.add(i, 2e6);  // a drop to a rate never seen
   for (const auto& s : linkStates(step, step, {})) EXPECT_DOUBLE_EQ(s.link.uplink_bps, 2e6);
+}
+
+// At split 0 the downlink carries only acknowledgements, too small to time: the downlink
+// was measured once, by the start-up probe. It follows the uplink's states at the ratio it
+// had then instead of staying at the probe's rate in every state (which priced the
+// gradients of every other split at the probe's downlink, the slow state's, forever).
+TEST(LinkStates, AnUnmeasuredDownlinkFollowsTheUplinkAtTheRatioLastMeasured) {
+  telemetry::RateHistory up(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) up.add(i, (i / 10) % 2 == 0 ? 50e6 : 5e6);
+  const telemetry::RateHistory none(600, 4096, 1.5);
+  const scheduler::LinkEstimate probe{5e6, 15e6, 0.02};
+  for (const auto& s : linkStates(up, none, probe, 3.0)) EXPECT_DOUBLE_EQ(s.link.downlink_bps, 3.0 * s.link.uplink_bps);
+  for (const auto& s : linkStates(up, none, probe)) EXPECT_DOUBLE_EQ(s.link.downlink_bps, 15e6);  // no ratio known
+}
+
+TEST(LinkStates, SegmentsFollowTheHistoryThroughItsStatesWithTheirDwell) {
+  telemetry::RateHistory up(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) up.add(i, (i / 10) % 2 == 0 ? 50e6 : 5e6);  // 10 s each, 50 <-> 5 Mbit/s
+  const auto states = linkStates(up, up, {});
+  const auto segments = linkSegments(up, states);
+  ASSERT_EQ(segments.size(), 10u);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    EXPECT_DOUBLE_EQ(segments[i].seconds, 10.0) << i;
+    ASSERT_LT(segments[i].state, states.size());
+    EXPECT_DOUBLE_EQ(states[segments[i].state].link.uplink_bps, i % 2 == 0 ? 50e6 : 5e6) << i;
+  }
+  EXPECT_TRUE(linkSegments(up, {}).empty());
+  // After a regime change only the history since the change counts, as for the states.
+  telemetry::RateHistory step(600, 4096, 1.5);
+  for (int i = 0; i < 100; ++i) step.add(i, 50e6);
+  for (int i = 100; i < 110; ++i) step.add(i, 2e6);
+  const auto after = linkSegments(step, linkStates(step, step, {}));
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_DOUBLE_EQ(after[0].seconds, static_cast<double>(EdgeScheduler::kMinHistorySamples));
 }
 
 TEST(Profiler, CodecCostIsMeasuredOnThisHostPerCodec) {

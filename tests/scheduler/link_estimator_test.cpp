@@ -181,6 +181,19 @@ TEST(LinkEstimator, IgnoresTransfersTooShortToTime) {
   EXPECT_EQ(s.estimator().uplinkBps(), before);
 }
 
+TEST(LinkEstimator, RemembersHowMuchFasterTheDownlinkWasWhenLastMeasured) {
+  LinkEstimator e;
+  EXPECT_FALSE(e.downlinkPerUplink());
+  e.onDownlink(100'000, 0.0, 0.1);  // no uplink estimate yet: nothing to compare with
+  EXPECT_FALSE(e.downlinkPerUplink());
+  e.onUplink(100'000, 1.0, 1.08);                        // 10 Mbit/s
+  e.onDownlink(100'000, 2.0, 2.0 + 100'000 * 8 / 30e6);  // 30 Mbit/s
+  ASSERT_TRUE(e.downlinkPerUplink());
+  EXPECT_NEAR(*e.downlinkPerUplink(), 3.0, 1e-6);
+  e.onDownlink(100, 3.0, 3.1);  // too small to time: the ratio stays
+  EXPECT_NEAR(*e.downlinkPerUplink(), 3.0, 1e-6);
+}
+
 TEST(LinkEstimator, AQueuedMessageStartsWhenThePreviousOneFinished) {
   // Same clocks, no RTT: the arithmetic is plain. 125 000 B = 1 Mbit.
   LinkEstimatorOptions one;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -464,6 +465,7 @@ TEST(Planner, HoldsTheBestPairAcrossStatesWhileAMedianOnlyPlannerChasesTheLink) 
     const LinkEstimate now{bps, bps, 0.01};
     auto in = input(now, robust_current, 4);
     in.link_states = pipeline::linkStates(up, down, now);
+    in.link_segments = pipeline::linkSegments(up, in.link_states);
     const auto d = planner.plan(in);
     if (d.split != robust_current) ++robust_switches;
     robust_current = d.split;
@@ -507,6 +509,87 @@ TEST(Planner, AnOutageStateSlowsEveryPairInsteadOfRankingThemByBytes) {
     return 1.0 / ((1 - lambda) * 0.9 / at(split, normal) + ((1 - lambda) * 0.1 + lambda) / at(split, outage));
   };
   EXPECT_NEAR(find(d, 0).epoch_seconds, cautious(0), 1e-9 * cautious(0));
+}
+
+TEST(Planner, WorkAheadGainReachesTheFluidLimitsOfAQueueOfKBatches) {
+  // Compute 10 it/s; the link carries 4 it/s in state 0, 30 in state 1, alternating.
+  const std::vector<double> rates{4, 30};
+  const auto alternating = [](double dwell, int cycles) {
+    std::vector<LinkSegment> segs;
+    for (int i = 0; i < cycles; ++i) {
+      segs.push_back({0, dwell});
+      segs.push_back({1, dwell});
+    }
+    return segs;
+  };
+  // No queue, or a history of one state: nothing to gain.
+  EXPECT_EQ(workAheadGain(10, rates, alternating(1, 5), 0), 0.0);
+  EXPECT_EQ(workAheadGain(10, rates, {{0, 10}}, 4), 0.0);
+  // An unbounded queue: the pipeline runs at min(compute, mean link) = 10 instead of
+  // 0.5 × 4 + 0.5 × 10 = 7.
+  EXPECT_NEAR(workAheadGain(10, rates, alternating(1, 5), 1e9), 3.0, 1e-9);
+  // A queue of 1 batch gains 1 batch per 2 s cycle however short the slow state, until
+  // the cycle is so short that the deficit of the slow state (6 it/s) is the limit.
+  EXPECT_NEAR(workAheadGain(10, rates, alternating(1, 5), 1), 0.5, 1e-9);
+  EXPECT_NEAR(workAheadGain(10, rates, alternating(100, 5), 1), 1.0 / 200, 1e-12);
+  EXPECT_NEAR(workAheadGain(10, rates, alternating(0.01, 50), 1), 3.0, 1e-9);
+  // A link faster than it needs to be everywhere (or without limit) has nothing to make up.
+  EXPECT_EQ(workAheadGain(10, {20, std::numeric_limits<double>::infinity()}, alternating(1, 5), 4), 0.0);
+  EXPECT_THROW(workAheadGain(10, rates, {{0, 1}, {2, 1}}, 4), Error);
+}
+
+// Split 0 sends a third of a megabyte of raw input per batch to a cloud that computes 10
+// batches a second: compute-bound at 100 Mbit/s, link-bound (2 batches a second) at 5.
+// Split 2 keeps everything on the edge (forward, replay, backward: 0.14 s a batch), compute-
+// bound at ~7 batches a second on any link.
+// Per state, half the time each, split 2 wins (7 against 6 batches a second). With K = 4
+// batches of work-ahead and a link that flips every 0.25 s, split 0's backlog of a slow
+// stretch drains in the next fast one: it runs at its compute rate and wins; with a link
+// that stays 30 s in each state the queue covers little of a slow stretch and split 2 wins.
+TEST(Planner, PricesWorkingAheadFromHowLongTheLinkStaysInEachState) {
+  const ModelProfile profile = syntheticProfile(
+      kBatch, {2441}, {{0.045, 0.045, 0.05, 0.05, 100'000, 10'000, 0}, {0.001, 0.001, 0.0001, 0.0001, 10, 10'000, 0}});
+  const CostModel model(profile, encodedSize, {});
+  const LinkEstimate fast = link(100, 100, 10);
+  const LinkEstimate slow = link(5, 5, 10);
+  const int k = 4;
+  const auto at = [&](int split, const LinkEstimate& l) {
+    return model.epochSeconds(model.iteration(split, "none", l), kIterations, k);
+  };
+  const auto per_state = [&](int split) { return 1.0 / (0.5 / at(split, fast) + 0.5 / at(split, slow)); };
+  ASSERT_LT(per_state(2), 0.95 * per_state(0));  // the premise: per state, split 2
+  ASSERT_LT(at(0, fast), 0.8 * at(2, fast));     // and split 0 the faster in the fast state
+  PlannerOptions options;
+  options.low_state_weight = 0.0;
+  const Planner planner(model, options);
+  const auto plan_with_dwell = [&](double dwell) {
+    auto in = input(fast, 2, k);
+    in.link_states = {{fast, 0.5}, {slow, 0.5}};
+    for (int i = 0; i < 40; ++i) in.link_segments.push_back({static_cast<std::size_t>(i % 2), dwell});
+    return planner.plan(in);
+  };
+  const auto flipping = plan_with_dwell(0.25);
+  EXPECT_EQ(flipping.split, 0) << flipping.why;
+  EXPECT_THAT(flipping.why, HasSubstr("working ahead priced over 40 segments"));
+  // The limit: split 0 at its compute rate (the link's mean is 21 batches a second).
+  IterationTimes compute_only = model.iteration(0, "none", fast);
+  compute_only.up = compute_only.down = 0;
+  const double limit = model.epochSeconds(compute_only, kIterations, k);
+  EXPECT_NEAR(find(flipping, 0).expected_epoch_seconds, limit, 0.05 * limit);
+  EXPECT_GT(find(flipping, 0).work_ahead_rate, 0.0);
+  EXPECT_EQ(find(flipping, 2).work_ahead_rate, 0.0);  // compute-bound in both states
+  const auto lasting = plan_with_dwell(30);
+  EXPECT_EQ(lasting.split, 2) << lasting.why;
+  EXPECT_NEAR(find(lasting, 0).expected_epoch_seconds, per_state(0), 0.05 * per_state(0));
+  // Without segments the expectation is the per-state one exactly.
+  auto plain = input(fast, 2, k);
+  plain.link_states = {{fast, 0.5}, {slow, 0.5}};
+  EXPECT_NEAR(find(planner.plan(plain), 0).expected_epoch_seconds, per_state(0), 1e-9 * per_state(0));
+  // The decision log carries the segments and each candidate's gain.
+  const auto json = nlohmann::json::parse(Planner::toJson(flipping, 0));
+  EXPECT_EQ(json["link_segments"], 40);
+  EXPECT_DOUBLE_EQ(json["link_segment_s"].get<double>(), 0.25);
+  EXPECT_GT(json["candidates"][0]["work_ahead_it_s"].get<double>(), 0.0);
 }
 
 TEST(Planner, RepartitionsOnlyWhenTheGainOverTheRemainingIterationsPaysTheMigration) {
