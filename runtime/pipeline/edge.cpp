@@ -170,6 +170,7 @@ void EdgeTrainer::sendTrainBatch(int epoch, const data::Batch& batch) {
   const double forward_s = std::chrono::duration<double>(encode_start - forward_start).count();
   const double encode_s = std::chrono::duration<double>(encode_end - encode_start).count();
   pipeline_.edge_compute_s += forward_s + encode_s;
+  if (scheduler_) scheduler_->noteCompute(forward_s + encode_s, 0.0);
   if (metrics_) {
     metrics_->edge_forward->Observe(forward_s);
     metrics_->encode->Observe(encode_s);
@@ -262,6 +263,7 @@ void EdgeTrainer::recordStep(const AppliedGradient& applied, const Message& mess
     pipeline_.download_s += static_cast<double>(message.wire_bytes) * 8.0 / sample.downlink_bps;
   }
   pipeline_.edge_compute_s += backward_seconds;
+  if (scheduler_) scheduler_->noteCompute(backward_seconds, result.compute_seconds);
   pipeline_.samples += entry.samples;
   ++pipeline_.steps;
   if (!metrics_) return;

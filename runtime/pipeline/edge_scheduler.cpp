@@ -259,14 +259,30 @@ void EdgeScheduler::finish(std::int64_t step) {
   const int staleness = open_->decision.input.staleness;
   std::optional<nlohmann::json> rescale_event;
   line["min_staleness"] = std::min(open_->min_staleness, staleness);
+  const double measured_compute = open_->edge_compute_seconds + open_->cloud_compute_seconds;
+  const bool by_compute = measured_compute > 0;
   if (iterations >= kProfileCheckIterations && measured > 0 && open_->min_staleness >= staleness) {
+    // With the compute the edge measured (noteCompute), the check compares compute with
+    // the profile's compute for these iterations: a window that waited on the link (an
+    // outage, a slow state the history missed) says nothing about the profile. Without it,
+    // the whole window's time against the prediction over the link states seen meanwhile.
     const auto uplink_window = link_.uplinkHistory().since(open_->started);
     const auto window = linkStates(uplink_window, link_.downlinkHistory().since(open_->started), estimate(),
                                    link_.downlinkPerUplink().value_or(0.0));
     const auto segments = linkSegments(uplink_window, window);
     const auto link = estimate();
-    const double predicted = expectedSeconds(*cost_model_, split, codec, staleness, iterations, window, segments, link);
-    const double ratio = predicted > 0 ? measured / predicted : 0.0;
+    const auto predict_with = [&](const scheduler::CostModel& model) {
+      if (by_compute) {
+        const auto t = model.iteration(split, codec, link);
+        return static_cast<double>(iterations) * (t.edge + t.cloud);
+      }
+      return expectedSeconds(model, split, codec, staleness, iterations, window, segments, link);
+    };
+    const double target = by_compute ? measured_compute : measured;
+    const double predicted = predict_with(*cost_model_);
+    const double ratio = predicted > 0 ? target / predicted : 0.0;
+    line["check_kind"] = by_compute ? "compute" : "step_time";
+    line["check_measured_s"] = target;
     line["check_predicted_s"] = predicted;
     line["check_ratio"] = ratio;
     const bool disagrees = predicted > 0 && (ratio > kProfileDisagreement || ratio < 1.0 / kProfileDisagreement);
@@ -274,14 +290,13 @@ void EdgeScheduler::finish(std::int64_t step) {
     line["check_disagreements"] = disagreements_;
     if (disagreements_ >= kProfileStreak) {
       // Find the factor on every stage time that makes this window's prediction match
-      // (epoch time grows monotonically with compute): bisection in log space.
+      // (time grows monotonically with compute): bisection in log space.
       double lo = std::log(1.0 / 64.0);
       double hi = std::log(64.0);
       for (int it = 0; it < 40; ++it) {
         const double mid = 0.5 * (lo + hi);
         const scheduler::CostModel trial(scaled(cost_model_->profile(), std::exp(mid)), encodedSize, cost_options_);
-        const double t = expectedSeconds(trial, split, codec, staleness, iterations, window, segments, link);
-        (t < measured ? lo : hi) = mid;
+        (predict_with(trial) < target ? lo : hi) = mid;
       }
       const double factor = std::exp(0.5 * (lo + hi));
       rebuild(scaled(cost_model_->profile(), factor));
@@ -292,17 +307,18 @@ void EdgeScheduler::finish(std::int64_t step) {
           {"step", step},
           {"factor", factor},
           {"profile_scale", profile_scale_},
-          {"measured_s", measured},
+          {"check_kind", by_compute ? "compute" : "step_time"},
+          {"measured_s", target},
           {"predicted_s", predicted},
           {"split", split},
           {"codec", codec},
-          {"why", "measured time disagreed with the profile's prediction by more than " +
-                      std::to_string(kProfileDisagreement) + "x for " + std::to_string(kProfileStreak) +
+          {"why", std::string(by_compute ? "measured compute" : "measured time") +
+                      " disagreed with the profile's prediction by more than " + std::to_string(kProfileDisagreement) +
+                      "x for " + std::to_string(kProfileStreak) +
                       " decisions in a row; every stage time (both sides) is scaled to match the last one"}};
       log::get("edge.scheduler")
-          ->warn(
-              "profile disagrees with measured step times ({:.2f}x for {} decisions): stage times rescaled by {:.3f}",
-              ratio, kProfileStreak, factor);
+          ->warn("profile disagrees with measured {} ({:.2f}x for {} decisions): stage times rescaled by {:.3f}",
+                 by_compute ? "compute" : "step times", ratio, kProfileStreak, factor);
     }
   }
   append(line.dump());
@@ -313,6 +329,12 @@ void EdgeScheduler::finish(std::int64_t step) {
 
 void EdgeScheduler::noteStaleness(int staleness) {
   if (open_) open_->min_staleness = std::min(open_->min_staleness, staleness);
+}
+
+void EdgeScheduler::noteCompute(double edge_seconds, double cloud_seconds) {
+  if (!open_) return;
+  if (edge_seconds > 0 && std::isfinite(edge_seconds)) open_->edge_compute_seconds += edge_seconds;
+  if (cloud_seconds > 0 && std::isfinite(cloud_seconds)) open_->cloud_compute_seconds += cloud_seconds;
 }
 
 bool EdgeScheduler::bandwidthMoved(std::int64_t step) const {

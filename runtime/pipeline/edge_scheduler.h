@@ -126,6 +126,11 @@ class EdgeScheduler {
   // after a rollback halved it). A decision whose window ran below its planned K is not
   // checked against the profile: the slower steps are the warm-up's, not the profile's.
   void noteStaleness(int staleness);
+  // Compute measured in the current decision's window: the edge's forward, encoding,
+  // replay and backward, and the cloud's step time its replies report. With it, the
+  // profile check compares compute with the profile's compute (immune to time spent
+  // waiting on the link); without it, step times with the prediction over the link seen.
+  void noteCompute(double edge_seconds, double cloud_seconds);
 
   const scheduler::CostModel& costModel() const { return *cost_model_; }
   std::size_t decisionsLogged() const { return logged_; }
@@ -148,6 +153,8 @@ class EdgeScheduler {
     int min_staleness = std::numeric_limits<int>::max();  // the lowest K noted in this window
     std::int64_t last_check_iterations = 0;               // the rest the last bandwidth check planned for
     std::string last_check_why;                           // and what that plan said
+    double edge_compute_seconds = 0.0;                    // noteCompute() in this window
+    double cloud_compute_seconds = 0.0;
   };
   void rebuild(scheduler::ModelProfile profile);
   double expectedSeconds(const scheduler::CostModel& model, int split, const std::string& codec, int staleness,

@@ -140,6 +140,50 @@ TEST_F(EdgeSchedulerTest, StepTimesThatDisagreeWithTheProfileRescaleItAfterASust
   EXPECT_NEAR(log[3]["check_predicted_s"].get<double>(), 3.0 * first, 0.02 * 3.0 * first);
 }
 
+// A window that spent most of its time waiting on the link (an outage the link history
+// did not capture: nothing arrives during one) took 100x its prediction. With the compute
+// the edge measured, the check compares compute, finds the profile right and leaves it;
+// compute itself 3x slower than profiled (a busier host) does rescale it.
+TEST_F(EdgeSchedulerTest, AStallOnTheLinkIsNotBlamedOnTheProfileWhenComputeIsMeasured) {
+  auto s = make();
+  const int split = 1;
+  const std::int64_t n = 100;
+  const auto t = s.costModel().iteration(split, "none", s.estimate());
+  const double profiled_compute = static_cast<double>(n) * (t.edge + t.cloud);
+  std::int64_t step = 0;
+  const auto window = [&](double slowdown, double compute_factor) {
+    auto d = s.plan(split, "none", 0, n);
+    d.split = split;
+    d.codec = "none";
+    const double predicted = s.predict(split, "none", 0, n);
+    s.begin(d, "epoch", 0, step, true, predicted);
+    const double c = compute_factor * static_cast<double>(n) *
+                     (s.costModel().iteration(split, "none", s.estimate()).edge +
+                      s.costModel().iteration(split, "none", s.estimate()).cloud);
+    s.noteCompute(0.6 * c, 0.4 * c);
+    now_ += slowdown * predicted;
+    step += n;
+    s.finish(step);
+  };
+  for (int round = 0; round < 3; ++round) window(100.0, 1.0);
+  EXPECT_DOUBLE_EQ(s.profileScale(), 1.0);
+  auto log = lines();
+  ASSERT_EQ(log.size(), 3u);
+  for (const auto& line : log) {
+    EXPECT_EQ(line["check_kind"], "compute");
+    EXPECT_NEAR(line["check_ratio"].get<double>(), 1.0, 1e-9);
+    EXPECT_EQ(line["check_disagreements"], 0);
+    EXPECT_NEAR(line["check_predicted_s"].get<double>(), profiled_compute, 1e-9 * profiled_compute);
+  }
+  window(1.0, 3.0);
+  window(1.0, 3.0);
+  log = lines();
+  ASSERT_EQ(log.size(), 6u);
+  ASSERT_EQ(log[5]["event"], "profile_rescaled");
+  EXPECT_EQ(log[5]["check_kind"], "compute");
+  EXPECT_NEAR(s.profileScale(), 3.0, 0.1);
+}
+
 TEST_F(EdgeSchedulerTest, AgreeingStepTimesLeaveTheProfileAlone) {
   auto s = make();
   std::int64_t step = 0;
