@@ -38,12 +38,14 @@ class EdgeSchedulerTest : public testing::TempDirTest {
     link_.onPing(0, 0.005, 0.005, 0.010);
     for (int i = 0; i < 20; ++i) feed(20e6);
   }
-  void feed(double bps) {
+  void feed(double bps) { feed(link_, bps); }
+  // One 100 kB message each way at `bps` into `link`, then 0.1 s on the clock.
+  void feed(telemetry::LinkEstimator& link, double bps) {
     const std::uint64_t bytes = 100'000;
     const double seconds = static_cast<double>(bytes) * 8 / bps;
-    link_.onUplink(bytes, now_, now_ + seconds + 0.005);
-    link_.onDownlink(bytes, now_, now_ + seconds + 0.005);
-    link_.resetSpacing();
+    link.onUplink(bytes, now_, now_ + seconds + 0.005);
+    link.onDownlink(bytes, now_, now_ + seconds + 0.005);
+    link.resetSpacing();
     now_ += 0.1;
   }
   std::vector<nlohmann::json> lines() const {
@@ -234,14 +236,7 @@ TEST_F(EdgeSchedulerTest, BandwidthTriggerFiresOnlyWhenAPlanWouldChangeThePair) 
 TEST_F(EdgeSchedulerTest, APlanMadeBeforeThereWasAHistoryIsCheckedOnceThereIsOne) {
   telemetry::LinkEstimator fresh;
   fresh.onPing(now_, now_ + 0.005, now_ + 0.005, now_ + 0.010);
-  const auto feed_fresh = [&](double bps) {
-    const std::uint64_t bytes = 100'000;
-    const double seconds = static_cast<double>(bytes) * 8 / bps;
-    fresh.onUplink(bytes, now_, now_ + seconds + 0.005);
-    fresh.onDownlink(bytes, now_, now_ + seconds + 0.005);
-    fresh.resetSpacing();
-    now_ += 0.1;
-  };
+  const auto feed_fresh = [&](double bps) { feed(fresh, bps); };
   feed_fresh(20e6);  // the probe
   EdgeScheduler s(config_, profile(), fresh, [this] { return now_; });
   ASSERT_TRUE(s.states().empty());
