@@ -266,11 +266,15 @@ void EdgeScheduler::finish(std::int64_t step) {
     // the profile's compute for these iterations: a window that waited on the link (an
     // outage, a slow state the history missed) says nothing about the profile. Without it,
     // the whole window's time against the prediction over the link states seen meanwhile.
-    const auto uplink_window = link_.uplinkHistory().since(open_->started);
-    const auto window = linkStates(uplink_window, link_.downlinkHistory().since(open_->started), estimate(),
-                                   link_.downlinkPerUplink().value_or(0.0));
-    const auto segments = linkSegments(uplink_window, window);
     const auto link = estimate();
+    std::vector<scheduler::LinkState> window;  // the link seen meanwhile, for the step-time check only
+    std::vector<scheduler::LinkSegment> segments;
+    if (!by_compute) {
+      const auto uplink_window = link_.uplinkHistory().since(open_->started);
+      window = linkStates(uplink_window, link_.downlinkHistory().since(open_->started), link,
+                          link_.downlinkPerUplink().value_or(0.0));
+      segments = linkSegments(uplink_window, window);
+    }
     const auto predict_with = [&](const scheduler::CostModel& model) {
       if (by_compute) {
         const auto t = model.iteration(split, codec, link);

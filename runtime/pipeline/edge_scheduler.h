@@ -9,8 +9,9 @@
 // - a bandwidth trigger that only fires when a re-plan would change the pair
 //   (bandwidthMoved(step)), so a link that jitters between states the plan already covers
 //   does not drain the pipeline again and again;
-// - a check of the profile against what was measured: when a decision's measured time
-//   disagrees with the prediction (re-made over the link seen meanwhile) by more than
+// - a check of the profile against what was measured: when the compute measured in a
+//   decision's window (noteCompute(); without it, the window's time against the
+//   prediction re-made over the link seen meanwhile) disagrees with the profile by more than
 //   kProfileDisagreement for kProfileStreak decisions in a row, the stage times are
 //   rescaled to match and the log says so ({"event": "profile_rescaled", ...});
 // - pairs that diverged in this run (markUnstable()), infeasible from then on.
