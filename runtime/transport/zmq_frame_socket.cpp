@@ -284,30 +284,46 @@ bool ZmqFrameSocket::pumpOutbound(zmq::socket_t& socket) {
 bool ZmqFrameSocket::sendNow(zmq::socket_t& socket, Message& message) {
   const std::string header = encodeHeaderFrame(message.header, message.body);
   const bool more = !message.payloads.empty();
+  std::uint64_t bytes = header.size();
+  for (const auto& p : message.payloads) bytes += p.size();
+  // Counted before the header frame goes (and taken back if it does not), so a peer that
+  // has the message never sees stats without it: a message with no payloads is whole the
+  // moment its header frame is accepted.
+  bool counted = false;
+  const auto count = [&](bool sent) {
+    if (sent == counted) return;
+    counted = sent;
+    if (sent) {
+      bytes_sent_ += bytes;
+      ++messages_sent_;
+    } else {
+      bytes_sent_ -= bytes;
+      --messages_sent_;
+    }
+  };
   try {
     if (binds()) {
       zmq::message_t id(message.peer.data(), message.peer.size());
       if (!socket.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+      count(true);
+      // Once the identity frame is accepted, ZeroMQ takes the whole message.
       socket.send(zmq::buffer(header), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
     } else {
+      count(true);
       if (!socket.send(zmq::buffer(header),
                        (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)) {
+        count(false);
         return false;
       }
     }
   } catch (const zmq::error_t& e) {
+    count(false);
     if (e.num() == EHOSTUNREACH) {
       log_->debug("dropped {} for {}: peer is gone", messageTypeName(message.header.type), peerName(message.peer));
       return true;
     }
     throw;
   }
-  // Counted before the last frame goes, so a peer that has the message never sees
-  // stats without it. (Once the first frame is accepted, ZeroMQ sends the whole message.)
-  std::uint64_t bytes = header.size();
-  for (const auto& p : message.payloads) bytes += p.size();
-  bytes_sent_ += bytes;
-  ++messages_sent_;
   for (std::size_t i = 0; i < message.payloads.size(); ++i) {
     socket.send(message.payloads[i],
                 i + 1 < message.payloads.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
