@@ -488,6 +488,18 @@ Config parseTree(YAML::Node root, Origin& origin) {
     syn.readInt("num_classes", sc.num_classes);
     syn.readDouble("noise", sc.noise);
     syn.finish();
+    auto sh = s.section("shard");
+    sh.readInt("index", c.data.shard.index);
+    sh.readInt("count", c.data.shard.count);
+    sh.readEnum("scheme", c.data.shard.scheme);
+    sh.readDouble("alpha", c.data.shard.alpha);
+    sh.readInt("seed", c.data.shard.seed);
+    if (c.data.shard.index >= c.data.shard.count) {
+      sh.valueError("index", sh.raw("index"),
+                    "shard " + std::to_string(c.data.shard.index) + " of " + std::to_string(c.data.shard.count) +
+                        " (0-based: below data.shard.count)");
+    }
+    sh.finish();
     s.finish();
   }
   {
@@ -635,6 +647,17 @@ Config parseTree(YAML::Node root, Origin& origin) {
     s.finish();
   }
   {
+    auto s = top.section("fleet");
+    auto& f = c.fleet;
+    s.readEnum("mode", f.mode);
+    s.readInt("average_every", f.average_every);
+    s.readInt("min_edges", f.min_edges);
+    s.readDouble("round_timeout_s", f.round_timeout_s);
+    s.readInt("max_cloud_batch", f.max_cloud_batch);
+    s.readDouble("gather_ms", f.gather_ms);
+    s.finish();
+  }
+  {
     auto s = top.section("log");
     s.readEnum("level", c.log.level);
     s.readEnum("format", c.log.format);
@@ -650,6 +673,7 @@ Config parseTree(YAML::Node root, Origin& origin) {
     if (c.data.dataset == "cifar10") c.data.path = "data/cifar-10-batches-bin";
   }
   if (c.data.test_batch_size == 0) c.data.test_batch_size = c.data.batch_size;
+  if (c.fleet.max_cloud_batch == 0) c.fleet.max_cloud_batch = 4 * c.data.batch_size;
   return c;
 }
 

@@ -36,6 +36,16 @@ struct SyntheticDataConfig {
   double noise = 0.5;  // std of the Gaussian noise around each class prototype
 };
 
+// A deterministic part of the training split (the test split is never sharded): shards
+// 0..count-1 of one (scheme, alpha, seed) are disjoint and together hold every sample.
+struct ShardConfig {
+  int index = 0;
+  int count = 1;  // 1: the whole split
+  ShardScheme scheme = ShardScheme::kIid;
+  double alpha = 0.5;      // dirichlet: concentration (smaller: more skewed labels)
+  std::uint64_t seed = 0;  // the cut, the same on every edge of a fleet (not run.seed)
+};
+
 struct DataConfig {
   std::string dataset = "fashion_mnist";  // fashion_mnist | cifar10 | synthetic
   std::string path;                       // default depends on the dataset
@@ -47,6 +57,7 @@ struct DataConfig {
   bool shuffle = true;
   bool normalize = true;
   SyntheticDataConfig synthetic;
+  ShardConfig shard;
 };
 
 struct ModelConfig {
@@ -193,6 +204,17 @@ struct GuardConfig {
   FaultSide inject_nan_on = FaultSide::kNone;
 };
 
+// Many edges training one model through one cloud (docs/design.md, "Fleets"). Cloud-side
+// keys; the cloud tells each edge the averaging interval in the handshake.
+struct FleetConfig {
+  FleetMode mode = FleetMode::kOff;
+  std::int64_t average_every = 50;   // training steps of an edge between averaging rounds; 0: at epoch ends only
+  int min_edges = 1;                 // edges the first round waits for
+  double round_timeout_s = 30.0;     // a round goes ahead without the edges that have not come by then
+  std::int64_t max_cloud_batch = 0;  // samples in one cross-edge cloud step (0: 4 × data.batch_size)
+  double gather_ms = 0.0;            // how long a batch waits for other edges' batches (0: only those already there)
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   LogFormat format = LogFormat::kText;
@@ -212,6 +234,7 @@ struct Config {
   MetricsConfig metrics;
   LimitsConfig limits;
   GuardConfig guard;
+  FleetConfig fleet;
   LogConfig log;
 
   // Where the config came from (a file path, or a name given to parseConfig).

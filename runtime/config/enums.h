@@ -38,6 +38,28 @@ struct EnumNames<FaultSide> {
       {FaultSide::kNone, "none"}, {FaultSide::kEdge, "edge"}, {FaultSide::kCloud, "cloud"}};
 };
 
+// data.shard.scheme: how a dataset's training split is cut into disjoint shards.
+enum class ShardScheme {
+  kIid,        // a seeded permutation cut into equal parts
+  kDirichlet,  // per class, the shards' parts drawn from Dirichlet(alpha): skewed labels
+};
+template <>
+struct EnumNames<ShardScheme> {
+  static constexpr std::pair<ShardScheme, const char*> kValues[] = {{ShardScheme::kIid, "iid"},
+                                                                    {ShardScheme::kDirichlet, "dirichlet"}};
+};
+
+// fleet.mode: how the cloud serves several edges.
+enum class FleetMode {
+  kOff,     // every session trains its own copy of the cloud's stages
+  kShared,  // one copy of every stage for all sessions; the edges' stages are averaged
+};
+template <>
+struct EnumNames<FleetMode> {
+  static constexpr std::pair<FleetMode, const char*> kValues[] = {{FleetMode::kOff, "off"},
+                                                                  {FleetMode::kShared, "shared"}};
+};
+
 // optimizer.name
 enum class OptimizerKind { kSgd, kAdam };
 template <>

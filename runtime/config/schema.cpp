@@ -185,6 +185,27 @@ std::vector<KeySpec> buildSchema() {
        "data.synthetic.noise", T::kNumber, [](const Config& c) { return yamlNumber(c.data.synthetic.noise); },
        "synthetic: std of the Gaussian noise around each class prototype")
       .range(0, 1e6);
+  k.add(
+       "data.shard.index", T::kInteger, [](const Config& c) { return yamlInt(c.data.shard.index); },
+       "which shard of the training split this edge trains on (0-based, below `data.shard.count`)")
+      .range(0, 65535);
+  k.add(
+       "data.shard.count", T::kInteger, [](const Config& c) { return yamlInt(c.data.shard.count); },
+       "disjoint shards the training split is cut into (1: the whole split)")
+      .range(1, 65536);
+  k.add(
+       "data.shard.scheme", T::kChoice, [](const Config& c) { return yamlEnum(c.data.shard.scheme); },
+       "`iid`: a seeded permutation cut into equal parts; `dirichlet`: each class shared out in proportions drawn "
+       "from Dirichlet(`data.shard.alpha`)")
+      .choices(enumNames<ShardScheme>());
+  k.add(
+       "data.shard.alpha", T::kNumber, [](const Config& c) { return yamlNumber(c.data.shard.alpha); },
+       "dirichlet: concentration; smaller is more skewed (0.5: a few classes dominate each shard)")
+      .above(0, 1e6);
+  k.add(
+       "data.shard.seed", T::kInteger, [](const Config& c) { return yamlInt(c.data.shard.seed); },
+       "seeds the cut; every edge of a fleet must use the same one (shards are then disjoint)")
+      .range(0, std::nullopt);
   // model
   k.add(
       "model.name", T::kString, [](const Config& c) { return yamlQuote(c.model.name); },
@@ -484,6 +505,35 @@ std::vector<KeySpec> buildSchema() {
   k.add(
       "metrics.bind_address", T::kString, [](const Config& c) { return yamlQuote(c.metrics.bind_address); },
       "address the metrics endpoint binds");
+  // fleet
+  k.add(
+       "fleet.mode", T::kChoice, [](const Config& c) { return yamlEnum(c.fleet.mode); },
+       "cloud: `off`: each edge trains its own copy of the cloud's stages; `shared`: one model for every edge, "
+       "their stages averaged (FedAvg)")
+      .choices(enumNames<FleetMode>());
+  k.add(
+       "fleet.average_every", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.average_every); },
+       "cloud, shared: training steps of each edge between averaging rounds (0: at epoch ends only)")
+      .range(0, kBatches);
+  k.add(
+       "fleet.min_edges", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.min_edges); },
+       "cloud, shared: edges the first averaging round waits for")
+      .range(1, 4096);
+  k.add(
+       "fleet.round_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.fleet.round_timeout_s); },
+       "cloud, shared: an averaging round goes ahead without the edges that have not come within this long")
+      .above(0, 86400);
+  k.add(
+       "fleet.max_cloud_batch", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.max_cloud_batch); },
+       "cloud, shared: samples of one cloud step over batches of several edges (0: 4 × `data.batch_size`; "
+       "`data.batch_size`: no cross-edge batching)")
+      .range(0, 1 << 20)
+      .defaultNote("4 × `data.batch_size`");
+  k.add(
+       "fleet.gather_ms", T::kNumber, [](const Config& c) { return yamlNumber(c.fleet.gather_ms); },
+       "cloud, shared: how long a training batch waits for other edges' batches to join its step (0: only those "
+       "already there)")
+      .range(0, 60000);
   // log
   k.add(
        "log.level", T::kChoice, [](const Config& c) { return yamlEnum(c.log.level); }, "log level")
