@@ -1,7 +1,9 @@
 #include "runtime/data/dataset.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
+#include <numeric>
 
 #include "runtime/common/error.h"
 #include "runtime/common/strings.h"
@@ -9,6 +11,18 @@
 namespace tandem::data {
 
 const char* splitName(Split split) { return split == Split::kTrain ? "train" : "test"; }
+
+torch::Tensor Dataset::labels() const {
+  constexpr std::int64_t kChunk = 4096;
+  const std::int64_t n = size();
+  std::vector<torch::Tensor> parts;
+  for (std::int64_t begin = 0; begin < n; begin += kChunk) {
+    std::vector<std::int64_t> indices(static_cast<std::size_t>(std::min(kChunk, n - begin)));
+    std::iota(indices.begin(), indices.end(), begin);
+    parts.push_back(gather(indices).labels);
+  }
+  return parts.empty() ? torch::empty({0}, torch::kInt64) : torch::cat(parts);
+}
 
 TensorDataset::TensorDataset(DatasetInfo info, torch::Tensor images, torch::Tensor labels, std::vector<float> mean,
                              std::vector<float> std)

@@ -58,6 +58,9 @@ class Dataset {
   virtual std::int64_t size() const = 0;
   // The examples at `indices`, normalised, as one batch.
   virtual Batch gather(const std::vector<std::int64_t>& indices) const = 0;
+  // Every example's label, int64 [size()] (sharding by class needs them). The default
+  // gathers the whole split batch by batch; datasets that hold their labels override it.
+  virtual torch::Tensor labels() const;
 };
 
 // A split held as tensors: images uint8 or float32 [N, C, H, W], labels int64 [N].
@@ -70,9 +73,9 @@ class TensorDataset final : public Dataset {
   const DatasetInfo& info() const override { return info_; }
   std::int64_t size() const override { return labels_.size(0); }
   Batch gather(const std::vector<std::int64_t>& indices) const override;
+  torch::Tensor labels() const override { return labels_; }
 
   const torch::Tensor& images() const { return images_; }
-  const torch::Tensor& labels() const { return labels_; }
 
  private:
   DatasetInfo info_;

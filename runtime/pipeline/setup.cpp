@@ -1,9 +1,11 @@
 #include "runtime/pipeline/setup.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "runtime/common/error.h"
 #include "runtime/config/enum_names.h"
+#include "runtime/data/shard.h"
 
 namespace tandem::pipeline {
 
@@ -118,7 +120,25 @@ int initialSplitPoint(const config::Config& config, const models::StageModel& mo
 }
 
 std::shared_ptr<const data::Dataset> loadDataset(const config::Config& config, data::Split split) {
-  return data::makeDataset(config.data, split);
+  std::shared_ptr<const data::Dataset> dataset = data::makeDataset(config.data, split);
+  const auto& shard = config.data.shard;
+  if (split != data::Split::kTrain || shard.count == 1) return dataset;  // the test split is never sharded
+
+  const std::int64_t split_size = dataset->size();
+  dataset = data::shardDataset(std::move(dataset), shard);
+  std::string text =
+      fmt::format("training on {}: {} of {} samples", data::shardName(shard), dataset->size(), split_size);
+  log::Fields fields{
+      {"shard_index", shard.index}, {"shard_count", shard.count}, {"scheme", config::toString(shard.scheme)},
+      {"shard_seed", shard.seed},   {"samples", dataset->size()}, {"split_samples", split_size}};
+  if (shard.scheme == config::ShardScheme::kDirichlet) {
+    const auto histogram = data::classHistogram(dataset->labels(), dataset->info().num_classes);
+    text += fmt::format(", per class [{}]", fmt::join(histogram, " "));
+    fields.emplace_back("alpha", shard.alpha);
+    fields.emplace_back("class_counts", fmt::format("{}", fmt::join(histogram, " ")));
+  }
+  log::event(*log::get("edge.data"), spdlog::level::info, "shard", text, fields);
+  return dataset;
 }
 
 std::unique_ptr<data::BatchLoader> makeLoader(const config::Config& config,

@@ -2,14 +2,18 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
 
 #include "runtime/common/error.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/idx.h"
 #include "runtime/data/loader.h"
+#include "runtime/data/shard.h"
+#include "runtime/pipeline/setup.h"
 
 namespace tandem::data {
 namespace {
@@ -326,6 +330,237 @@ TEST(Loader, ProducerErrorsReachTheConsumer) {
   loader.startEpoch(0);
   EXPECT_TRUE(loader.next());
   EXPECT_THROW(loader.next(), DataError);
+}
+
+// Shards.
+
+config::ShardConfig shardConfig(int index, int count, config::ShardScheme scheme = config::ShardScheme::kIid,
+                                double alpha = 0.5, std::uint64_t seed = 0) {
+  config::ShardConfig shard;
+  shard.index = index;
+  shard.count = count;
+  shard.scheme = scheme;
+  shard.alpha = alpha;
+  shard.seed = seed;
+  return shard;
+}
+
+torch::Tensor syntheticLabels(std::int64_t n, std::int64_t num_classes) {
+  config::SyntheticDataConfig c;
+  c.train_size = n;
+  c.num_classes = num_classes;
+  c.height = 2;
+  c.width = 2;
+  return makeSynthetic(c, 5, Split::kTrain)->labels();
+}
+
+// Every shard of `count`, each checked ascending; expects them disjoint and together 0..n-1.
+std::vector<std::vector<std::int64_t>> allShards(const torch::Tensor& labels, std::int64_t num_classes, int count,
+                                                 config::ShardScheme scheme, double alpha, std::uint64_t seed) {
+  std::vector<std::vector<std::int64_t>> shards;
+  std::vector<std::int64_t> all;
+  for (int i = 0; i < count; ++i) {
+    shards.push_back(shardIndices(labels, num_classes, shardConfig(i, count, scheme, alpha, seed)));
+    EXPECT_TRUE(std::is_sorted(shards.back().begin(), shards.back().end())) << "shard " << i;
+    all.insert(all.end(), shards.back().begin(), shards.back().end());
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::int64_t> expected(static_cast<std::size_t>(labels.size(0)));
+  std::iota(expected.begin(), expected.end(), std::int64_t{0});
+  EXPECT_EQ(all, expected) << "shards must be disjoint and cover the split";
+  return shards;
+}
+
+// The fraction of `indices` held by their most frequent label.
+double largestClassFraction(const torch::Tensor& labels, std::int64_t num_classes,
+                            const std::vector<std::int64_t>& indices) {
+  const auto histogram = classHistogram(labels.index_select(0, torch::tensor(indices, torch::kInt64)), num_classes);
+  return static_cast<double>(*std::max_element(histogram.begin(), histogram.end())) /
+         static_cast<double>(indices.size());
+}
+
+TEST(ShardIid, DisjointEqualSizedAndSeeded) {
+  const auto labels = syntheticLabels(103, 10);
+  const auto shards = allShards(labels, 10, 4, config::ShardScheme::kIid, 0.5, 7);
+  std::int64_t smallest = labels.size(0);
+  std::int64_t largest = 0;
+  for (const auto& s : shards) {
+    smallest = std::min<std::int64_t>(smallest, static_cast<std::int64_t>(s.size()));
+    largest = std::max<std::int64_t>(largest, static_cast<std::int64_t>(s.size()));
+  }
+  EXPECT_LE(largest - smallest, 1);
+  EXPECT_EQ(shards, allShards(labels, 10, 4, config::ShardScheme::kIid, 0.5, 7)) << "same seed, same cut";
+  EXPECT_NE(shards, allShards(labels, 10, 4, config::ShardScheme::kIid, 0.5, 8)) << "another seed, another cut";
+  // A seeded permutation, not contiguous blocks of the split.
+  EXPECT_NE(shards[0].back() - shards[0].front() + 1, static_cast<std::int64_t>(shards[0].size()));
+  // The labels do not matter to iid: only their count does.
+  EXPECT_EQ(shards[2],
+            shardIndices(torch::zeros({103}, torch::kInt64), 10, shardConfig(2, 4, config::ShardScheme::kIid, 0.5, 7)));
+}
+
+TEST(ShardDirichlet, DisjointCoveringAndSeeded) {
+  const auto labels = syntheticLabels(2000, 10);
+  const auto shards = allShards(labels, 10, 5, config::ShardScheme::kDirichlet, 0.5, 3);
+  EXPECT_EQ(shards, allShards(labels, 10, 5, config::ShardScheme::kDirichlet, 0.5, 3));
+  EXPECT_NE(shards, allShards(labels, 10, 5, config::ShardScheme::kDirichlet, 0.5, 4));
+}
+
+TEST(ShardDirichlet, SmallAlphaSkewsLabelsLargeAlphaDoesNot) {
+  const auto labels = syntheticLabels(4000, 10);
+  const auto whole = classHistogram(labels, 10);
+  const auto skewed = allShards(labels, 10, 10, config::ShardScheme::kDirichlet, 0.1, 1);
+  const auto even = allShards(labels, 10, 10, config::ShardScheme::kDirichlet, 1000, 1);
+  double mean_largest = 0.0;
+  for (std::size_t i = 0; i < skewed.size(); ++i) {
+    // The split's own largest class holds ~10 %.
+    const double largest = largestClassFraction(labels, 10, skewed[i]);
+    EXPECT_GT(largest, 0.3) << "alpha 0.1, shard " << i;
+    mean_largest += largest / static_cast<double>(skewed.size());
+
+    const auto histogram = classHistogram(labels.index_select(0, torch::tensor(even[i], torch::kInt64)), 10);
+    for (std::size_t c = 0; c < histogram.size(); ++c) {
+      EXPECT_NEAR(static_cast<double>(histogram[c]) / static_cast<double>(even[i].size()),
+                  static_cast<double>(whole[c]) / 4000.0, 0.03)
+          << "alpha 1000, shard " << i << ", class " << c;
+    }
+    EXPECT_NEAR(static_cast<double>(even[i].size()), 400.0, 20.0) << "alpha 1000, shard " << i;
+  }
+  EXPECT_GT(mean_largest, 0.5) << "alpha 0.1: the largest class holds most of a shard";
+}
+
+TEST(Shard, CountOneIsTheWholeSplitUnchanged) {
+  const auto labels = syntheticLabels(50, 10);
+  for (const auto scheme : {config::ShardScheme::kIid, config::ShardScheme::kDirichlet}) {
+    const auto indices = shardIndices(labels, 10, shardConfig(0, 1, scheme, 0.1, 9));
+    std::vector<std::int64_t> expected(50);
+    std::iota(expected.begin(), expected.end(), std::int64_t{0});
+    EXPECT_EQ(indices, expected);
+  }
+  std::shared_ptr<const Dataset> ds = smallSynthetic(20);
+  EXPECT_EQ(shardDataset(ds, shardConfig(0, 1)), ds) << "count 1 is the dataset itself";
+}
+
+TEST(Shard, IndexBeyondCountIsAConfigError) {
+  const auto labels = syntheticLabels(50, 10);
+  try {
+    shardIndices(labels, 10, shardConfig(4, 4));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("data.shard.index"));
+    EXPECT_THAT(e.what(), HasSubstr("shard 4 of 4"));
+  }
+  EXPECT_THROW(shardIndices(labels, 10, shardConfig(-1, 4)), ConfigError);
+  EXPECT_THROW(shardIndices(labels, 10, shardConfig(0, 0)), ConfigError);
+  EXPECT_THROW(shardIndices(labels, 10, shardConfig(0, 2, config::ShardScheme::kDirichlet, 0.0)), ConfigError);
+}
+
+TEST(Shard, EmptyShardIsAnError) {
+  const auto labels = syntheticLabels(3, 10);
+  EXPECT_EQ(shardIndices(labels, 10, shardConfig(2, 5)).size(), 1u);
+  EXPECT_THROW(shardIndices(labels, 10, shardConfig(3, 5)), DataError);
+  const std::string iid = dataErrorOf([&] { shardIndices(labels, 10, shardConfig(4, 5)); });
+  EXPECT_THAT(iid, HasSubstr("data.shard"));
+  EXPECT_THAT(iid, HasSubstr("shard 4 of 5 (iid, seed 0) holds none of the split's 3 samples"));
+  // Dirichlet with few samples and a tiny alpha leaves some shards without any.
+  const auto few = syntheticLabels(20, 10);
+  int empty = 0;
+  std::int64_t held = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::string error = dataErrorOf([&] {
+      held += static_cast<std::int64_t>(
+          shardIndices(few, 10, shardConfig(i, 8, config::ShardScheme::kDirichlet, 0.05, 2)).size());
+    });
+    if (!error.empty()) {
+      ++empty;
+      EXPECT_THAT(error, HasSubstr("(dirichlet, alpha 0.05, seed 2) holds none"));
+      EXPECT_THAT(error, HasSubstr("data.shard.alpha"));
+    }
+  }
+  EXPECT_GT(empty, 0);
+  EXPECT_EQ(held, 20) << "the other shards still hold every sample";
+}
+
+TEST(Shard, LabelOutsideTheClassesIsADataError) {
+  const auto labels = torch::tensor(std::vector<std::int64_t>{0, 1, 12, 3}, torch::kInt64);
+  EXPECT_THAT(dataErrorOf([&] { shardIndices(labels, 10, shardConfig(0, 2, config::ShardScheme::kDirichlet)); }),
+              HasSubstr("sample 2 has label 12"));
+}
+
+// A dataset without labels() of its own: the default gathers them.
+class ForwardingDataset : public Dataset {
+ public:
+  explicit ForwardingDataset(std::shared_ptr<const Dataset> base) : base_(std::move(base)) {}
+  const DatasetInfo& info() const override { return base_->info(); }
+  std::int64_t size() const override { return base_->size(); }
+  Batch gather(const std::vector<std::int64_t>& indices) const override { return base_->gather(indices); }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+};
+
+TEST(ShardedDataset, MapsIndicesAndLabels) {
+  auto base = smallSynthetic(5000);
+  const ForwardingDataset forwarding(base);
+  EXPECT_TRUE(forwarding.labels().equal(base->labels())) << "default labels() spans several chunks";
+
+  const ShardedDataset view(base, {3, 7, 4999});
+  EXPECT_EQ(view.size(), 3);
+  EXPECT_EQ(&view.info(), &base->info());
+  const auto batch = view.gather({2, 0});
+  const auto expected = base->gather({4999, 3});
+  EXPECT_TRUE(batch.inputs.equal(expected.inputs));
+  EXPECT_TRUE(batch.labels.equal(expected.labels));
+  EXPECT_TRUE(view.labels().equal(base->gather({3, 7, 4999}).labels));
+  EXPECT_THROW(view.gather({3}), InvariantError);
+  EXPECT_THROW(std::make_shared<ShardedDataset>(base, std::vector<std::int64_t>{5000}), InvariantError);
+}
+
+config::Config shardedRunConfig(int index, int count, config::ShardScheme scheme) {
+  config::Config c;
+  c.data.dataset = "synthetic";
+  c.data.synthetic.train_size = 300;
+  c.data.synthetic.test_size = 40;
+  c.data.synthetic.height = 4;
+  c.data.synthetic.width = 4;
+  c.data.shard = shardConfig(index, count, scheme, 0.5, 11);
+  return c;
+}
+
+TEST(ShardedLoadDataset, TrainsOnTheShardTestsOnTheWholeSplit) {
+  for (const auto scheme : {config::ShardScheme::kIid, config::ShardScheme::kDirichlet}) {
+    const auto c = shardedRunConfig(1, 3, scheme);
+    const auto whole = makeDataset(c.data, Split::kTrain);
+    const auto indices = shardIndices(whole->labels(), whole->info().num_classes, c.data.shard);
+    const auto train = pipeline::loadDataset(c, Split::kTrain);
+    ASSERT_EQ(train->size(), static_cast<std::int64_t>(indices.size()));
+    EXPECT_LT(train->size(), 300);
+    EXPECT_EQ(train->info().name, "synthetic");
+    const std::int64_t last = train->size() - 1;
+    const auto batch = train->gather({0, last});
+    const auto expected = whole->gather({indices.front(), indices.back()});
+    EXPECT_TRUE(batch.inputs.equal(expected.inputs));
+    EXPECT_TRUE(batch.labels.equal(expected.labels));
+    EXPECT_TRUE(train->labels().equal(whole->labels().index_select(0, torch::tensor(indices, torch::kInt64))));
+    EXPECT_EQ(pipeline::loadDataset(c, Split::kTest)->size(), 40) << "the test split is never sharded";
+
+    // The loader goes over the shard's samples, each once.
+    BatchLoader loader(train, {64, true, 5, 0, 2});
+    loader.startEpoch(0);
+    std::int64_t seen = 0;
+    while (auto b = loader.next()) seen += b->size();
+    EXPECT_EQ(seen, train->size());
+  }
+  // count 1: the dataset as today.
+  const auto c = shardedRunConfig(0, 1, config::ShardScheme::kIid);
+  const auto train = pipeline::loadDataset(c, Split::kTrain);
+  ASSERT_NE(dynamic_cast<const TensorDataset*>(train.get()), nullptr);
+  EXPECT_TRUE(train->labels().equal(makeDataset(c.data, Split::kTrain)->labels()));
+}
+
+TEST(ShardedLoadDataset, EmptyShardFailsAtStartUp) {
+  auto c = shardedRunConfig(4, 5, config::ShardScheme::kIid);
+  c.data.synthetic.train_size = 4;
+  EXPECT_THAT(dataErrorOf([&] { pipeline::loadDataset(c, Split::kTrain); }), HasSubstr("data.shard"));
 }
 
 }  // namespace
