@@ -53,6 +53,12 @@ void StageOptimizers::step() {
   for (auto& [s, o] : optimizers_) o->step();
 }
 
+void StageOptimizers::step(int first, int last) {
+  for (auto& [s, o] : optimizers_) {
+    if (s >= first && s < last) o->step();
+  }
+}
+
 void StageOptimizers::stepWith(double lr_factor, double momentum) {
   const double base_lr = lr_;
   setLearningRate(base_lr * lr_factor);

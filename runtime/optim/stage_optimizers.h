@@ -24,6 +24,9 @@ class StageOptimizers {
 
   void zeroGrad();
   void step();
+  // Steps only the optimizers of stages [first, last) (a fleet's cloud holds every stage,
+  // and a step trains those at or above the lowest split in it).
+  void step(int first, int last);
   // One step with the learning rate scaled by `lr_factor` and, for SGD, the momentum set
   // to `momentum` (negative: unchanged); both are restored afterwards. The edge uses it
   // to compensate stale gradients.

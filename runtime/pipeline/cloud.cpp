@@ -18,6 +18,7 @@
 #include "runtime/common/watchdog.h"
 #include "runtime/optim/schedule.h"
 #include "runtime/pipeline/cloud_step.h"
+#include "runtime/pipeline/fleet.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/pipeline/migration.h"
 #include "runtime/pipeline/run_state.h"
@@ -70,9 +71,46 @@ struct CloudTrainer::Session {
   std::uint32_t snapshot_every = 0;
   std::string downlink_codec;
   double lr_scale = 1.0;
+  // Shared fleet: the rounds the fleet had closed when this edge last got the average (or
+  // its first weights); whether a batch of it waits for a joint step, and whether its
+  // contribution to a round is held.
+  std::uint64_t round_seen = 0;
+  bool batch_waiting = false;
+  bool averaging = false;
+  std::optional<Message> welcome;  // held until fleet.min_edges edges are there
 
   std::uint64_t id() const { return link.id(); }
   int split() const { return link.position().split; }
+};
+
+// A shared fleet: one copy of every stage and its optimizer for all sessions, the batches
+// waiting for a joint step, and the averaging round under way.
+struct CloudTrainer::Fleet {
+  std::unique_ptr<models::StageModel> model;
+  std::unique_ptr<optim::StageOptimizers> optimizer;  // every stage
+  std::unique_ptr<LossWatch> watch;                   // the joint steps' losses
+  // Per stage: samples the cloud's copy trained on since the last round, and the samples
+  // behind the current average (what a straggler's stale replica is weighed against).
+  std::vector<double> trained;
+  std::vector<double> averaged;
+  struct Waiting {
+    Session* session;
+    Message message;
+    CloudBatch batch;
+  };
+  std::vector<Waiting> batches;
+  std::int64_t waiting_samples = 0;
+  Clock::time_point gather_until;
+  struct Contribution {
+    Session* session;
+    Message request;  // without its payloads: the key the reply is cached under
+    std::vector<StageReplica> stages;
+    double samples = 0.0;
+  };
+  std::vector<Contribution> round;
+  Clock::time_point round_started;
+  std::uint64_t rounds = 0;
+  bool started = false;  // fleet.min_edges edges have come
 };
 
 CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Transport> transport, CloudOptions options,
@@ -99,6 +137,24 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
                                "stages and optimizer state, and as much again for the replies it keeps",
                                config_.limits.session_memory_mb, config_.model.name, session_model_bytes_ / 1048576.0));
   }
+  if (config_.fleet.mode == config::FleetMode::kShared) {
+    if (config_.fleet.min_edges > config_.limits.max_pending_sessions ||
+        config_.fleet.min_edges > config_.limits.max_sessions) {
+      config::failAt(
+          config_, "fleet.min_edges",
+          fmt::format("{} edges cannot wait for each other: limits.max_pending_sessions is {} and "
+                      "limits.max_sessions {}",
+                      config_.fleet.min_edges, config_.limits.max_pending_sessions, config_.limits.max_sessions));
+    }
+    fleet_ = std::make_unique<Fleet>();
+    fleet_->model = std::make_unique<models::StageModel>(buildModel(config_));
+    fleet_->optimizer =
+        std::make_unique<optim::StageOptimizers>(config_.optimizer, *fleet_->model, 0, fleet_->model->numStages());
+    fleet_->watch = std::make_unique<LossWatch>(config_.guard);
+    fleet_->trained.assign(static_cast<std::size_t>(num_stages_), 0.0);
+    fleet_->averaged.assign(static_cast<std::size_t>(num_stages_), 0.0);
+    fleet_->started = config_.fleet.min_edges <= 1;
+  }
   if (config_.scheduler.active(config_.split)) {
     // The cloud has no data: its stages are timed on random inputs of the right shape.
     const auto& shape = reference.boundaryShapes().front();
@@ -110,6 +166,14 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
 }
 
 CloudTrainer::~CloudTrainer() = default;
+
+models::StageModel* CloudTrainer::lastModel() { return fleet_ ? fleet_->model.get() : last_model_.get(); }
+
+std::uint64_t CloudTrainer::fleetRounds() const { return fleet_ ? fleet_->rounds : 0; }
+
+models::StageModel& CloudTrainer::modelOf(Session& s) { return fleet_ ? *fleet_->model : *s.model; }
+
+optim::StageOptimizers& CloudTrainer::optimizerOf(Session& s) { return fleet_ ? *fleet_->optimizer : *s.optimizer; }
 
 void CloudTrainer::replyError(const std::string& peer, ErrorCode code, const std::string& text, std::uint64_t session) {
   Message message(MessageType::kError, transport::ErrorInfo{code, text});
@@ -186,6 +250,12 @@ void CloudTrainer::onHello(Message& message) {
       differences = session::handshakeDifferences(hello, config_, fingerprint_, num_stages_, false);
     }
   }
+  if (differences.empty() && fleet_ && hello.resume) {
+    const std::string text =
+        "resume: this cloud trains a shared fleet (fleet.mode: shared), where --resume is not supported yet; start "
+        "the edge without it: it gets the fleet's current model";
+    differences.push_back({text, text});
+  }
   if (!differences.empty()) {
     ++refused_;
     const bool authenticated = message.origin.rfind("key:", 0) == 0;
@@ -196,7 +266,8 @@ void CloudTrainer::onHello(Message& message) {
   }
   auto& store = resume.store;
   auto& resume_from = resume.checkpoint;
-  auto model = std::make_unique<models::StageModel>(buildModel(config_));
+  // In a shared fleet the session trains the fleet's stages: it gets no copy of its own.
+  auto model = fleet_ ? nullptr : std::make_unique<models::StageModel>(buildModel(config_));
 
   auto s = std::make_unique<Session>(session::newSessionId(), message.peer, *transport_);
   s->origin = message.origin;
@@ -205,16 +276,20 @@ void CloudTrainer::onHello(Message& message) {
   s->link.admit(message);  // counts the Hello's bytes
   s->hello = hello;
   s->link.position().split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
-  s->stages = model->numStages();
+  s->stages = num_stages_;
   s->model = std::move(model);
-  s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
+  if (!fleet_) {
+    s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
+  } else {
+    s->round_seen = fleet_->rounds;
+  }
   s->watch = std::make_unique<LossWatch>(config_.guard);
   s->downlink_codec = config_.compression.downlink;
   s->checkpoints = std::move(store);
   s->summary = newRunSummary(config::Role::kCloud, "split", hello.run_name, hello.model, config_.data.dataset,
                              static_cast<int>(hello.epochs));
   if (resume_from) {
-    const auto position = restoreRun(*resume_from, *s->model, *s->optimizer, s->split(), s->stages);
+    const auto position = restoreRun(*resume_from, modelOf(*s), optimizerOf(*s), s->split(), s->stages);
     s->link.position().next_step = position.step;
     s->link.position().epoch = position.epoch - 1;  // the edge begins epoch `position.epoch` again
     if (position.batch > 0) {
@@ -238,9 +313,12 @@ void CloudTrainer::onHello(Message& message) {
   body.split_point = static_cast<std::uint32_t>(s->split());
   body.resumed = resume_from.has_value();
   body.resume_step = resume_from ? resume_from->step : 0;
-  const auto state = resume_from ? std::vector<torch::Tensor>{} : s->model->state(0, s->split());
+  // A fleet's edge starts from the fleet's current average of its stages.
+  const auto state = resume_from ? std::vector<torch::Tensor>{} : modelOf(*s).state(0, s->split());
   body.weight_tensors = static_cast<std::uint32_t>(state.size());
   body.cloud_profile = cloud_profile_;
+  body.fleet = fleet_ != nullptr;
+  body.average_every = fleet_ ? static_cast<std::uint64_t>(config_.fleet.average_every) : 0;
   for (const auto& t : state) addFrame(welcome, transport::rawFrame(t));
   limited_.log(spdlog::level::info, who, "session opened",
                "session {:016x} for edge '{}' (run '{}', {}): model {}, split {}/{}, K {}, replay {}, uplink {}, {} "
@@ -250,17 +328,37 @@ void CloudTrainer::onHello(Message& message) {
                resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
   Session* raw = s.get();
   sessions_[message.peer] = std::move(s);
+  if (fleet_ && !fleet_->started) {
+    // The fleet starts together: Welcomes wait until fleet.min_edges edges are there (each
+    // edge waits up to link.connect_timeout_s).
+    raw->welcome = std::move(welcome);
+    if (static_cast<int>(sessions_.size()) < config_.fleet.min_edges) {
+      log_->info("fleet: {} of {} edges (fleet.min_edges) are here; the others are waited for", sessions_.size(),
+                 config_.fleet.min_edges);
+      return;
+    }
+    fleet_->started = true;
+    log_->info("fleet: {} edges are here; training starts", sessions_.size());
+    for (auto& entry : sessions_) {
+      if (entry.second->welcome) {
+        entry.second->link.send(std::move(*entry.second->welcome));
+        entry.second->welcome.reset();
+      }
+    }
+    return;
+  }
   raw->link.send(std::move(welcome));
 }
 
 void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   auto& position = s.link.position();
   if (train && !position.epoch_open) throw WireError(ErrorCode::kUnexpected, "training batch outside an epoch");
-  auto batch = decodeBatch(message, *s.model, s.split(), train ? config_.data.batch_size : config_.data.test_batch_size,
+  auto& model = modelOf(s);
+  auto batch = decodeBatch(message, model, s.split(), train ? config_.data.batch_size : config_.data.test_batch_size,
                            s.codecs, data_info_);
   if (s.metrics) s.metrics->decode->Observe(batch.decode_seconds);
   if (!train) {
-    const auto outcome = evaluateStep(*s.model, s.split(), s.stages, batch);
+    const auto outcome = evaluateStep(model, s.split(), s.stages, batch);
     s.eval.add(outcome.loss, outcome.correct, batch.size);
     Message result(MessageType::kEvalResult,
                    transport::StepResult{outcome.loss, outcome.correct, batch.size, message.received_at, 0.0});
@@ -269,10 +367,32 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     s.link.answer(message, std::move(result));
     return;
   }
+  if (fleet_) {
+    // The step waits for other edges' batches (stepBatches); the session's position moves
+    // on now, so that its next batch is admitted.
+    if (s.batch_waiting || fleet_->waiting_samples + batch.size > std::max(config_.fleet.max_cloud_batch, batch.size)) {
+      stepBatches();
+    }
+    if (fleet_->batches.empty()) {
+      fleet_->gather_until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double, std::milli>(config_.fleet.gather_ms));
+    }
+    ++position.next_step;
+    s.batch_waiting = true;
+    fleet_->waiting_samples += batch.size;
+    fleet_->batches.push_back({&s, std::move(message), std::move(batch)});
+    return;
+  }
   const auto step = message.header.step;
-  const auto outcome = trainStep(*s.model, *s.optimizer, s.split(), s.stages, batch,
+  const auto outcome = trainStep(model, *s.optimizer, s.split(), s.stages, batch,
                                  StepGuard{s.watch.get(), injectNanAt(config_.guard, config::Role::kCloud, step)});
   ++position.next_step;
+  replyTraining(s, message, outcome, batch);
+}
+
+void CloudTrainer::replyTraining(Session& s, Message& message, const StepOutcome& outcome, const CloudBatch& batch) {
+  auto& position = s.link.position();
+  const auto step = message.header.step;
   if (outcome.verdict == Verdict::kOk) {
     s.train.add(outcome.loss, outcome.correct, batch.size);
     if (s.snapshot_every > 0 && position.next_step % s.snapshot_every == 0) takeSnapshot(s);
@@ -315,6 +435,149 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   s.link.answer(message, std::move(result));
 }
 
+bool CloudTrainer::batchesComplete() const {
+  if (!fleet_ || fleet_->batches.empty()) return false;
+  if (fleet_->waiting_samples >= config_.fleet.max_cloud_batch) return true;
+  // No point waiting when every session that could send a batch has one waiting: not one
+  // in an averaging round or evaluating, but one about to begin its first epoch (the
+  // members of a fleet start together, and the gather time bounds the wait).
+  for (const auto& entry : sessions_) {
+    const Session& s = *entry.second;
+    const bool evaluating = s.begun && !s.link.position().epoch_open;
+    const bool may_send = !s.averaging && !evaluating && !s.welcome;
+    if (may_send && !s.batch_waiting) return false;
+  }
+  return true;
+}
+
+void CloudTrainer::stepBatches() {
+  if (!fleet_ || fleet_->batches.empty()) return;
+  auto waiting = std::move(fleet_->batches);
+  fleet_->batches.clear();
+  fleet_->waiting_samples = 0;
+  std::vector<StepPart> parts;
+  for (auto& w : waiting) {
+    parts.push_back({&w.batch, w.session->split()});
+    w.session->batch_waiting = false;
+  }
+  // The learning rate of the first edge's epoch (every session follows the same schedule).
+  Session& first = *waiting.front().session;
+  fleet_->optimizer->setLearningRate(first.lr);
+  const auto outcomes =
+      trainJointStep(*fleet_->model, *fleet_->optimizer, parts, num_stages_,
+                     StepGuard{fleet_->watch.get(),
+                               injectNanAt(config_.guard, config::Role::kCloud, waiting.front().message.header.step)});
+  for (std::size_t i = 0; i < waiting.size(); ++i) {
+    auto& w = waiting[i];
+    if (outcomes[i].verdict == Verdict::kOk) {
+      for (int j = w.session->split(); j < num_stages_; ++j) {
+        fleet_->trained[static_cast<std::size_t>(j)] += static_cast<double>(w.batch.size);
+      }
+    }
+    replyTraining(*w.session, w.message, outcomes[i], w.batch);
+  }
+}
+
+void CloudTrainer::onAverage(Session& s, Message& message) {
+  if (!fleet_) throw WireError(ErrorCode::kUnexpected, "averaging rounds are for a shared fleet (fleet.mode: shared)");
+  const auto& info = std::get<transport::AverageInfo>(message.body);
+  if (static_cast<int>(info.stages) != s.split()) {
+    throw WireError(ErrorCode::kUnexpected, "averaging " + std::to_string(info.stages) + " stages, but the edge runs " +
+                                                std::to_string(s.split()));
+  }
+  if (s.averaging) throw WireError(ErrorCode::kUnexpected, "a second averaging request while one is held");
+  // An edge cannot have trained on more samples than it has sent since it began.
+  const auto most = static_cast<double>(s.link.position().next_step) * static_cast<double>(config_.data.batch_size);
+  if (static_cast<double>(info.samples) > most) {
+    throw WireError(ErrorCode::kUnexpected,
+                    "averaging claims " + std::to_string(info.samples) + " samples, more than the edge's steps hold");
+  }
+  Fleet::Contribution c;
+  c.session = &s;
+  c.stages = stagesFromMessage(message, *fleet_->model, config_.optimizer.name, s.codecs);
+  c.samples = static_cast<double>(info.samples);
+  c.request = Message(message.header.type, message.body);
+  c.request.header = message.header;
+  c.request.header.tensors.clear();
+  if (fleet_->round.empty()) fleet_->round_started = Clock::now();
+  fleet_->round.push_back(std::move(c));
+  s.averaging = true;
+  s.link.holdAverage(info.round);
+  closeRoundIfDue(false);
+}
+
+void CloudTrainer::closeRoundIfDue(bool timed_out_only) {
+  if (!fleet_ || fleet_->round.empty()) return;
+  const bool timed_out =
+      std::chrono::duration<double>(Clock::now() - fleet_->round_started).count() >= config_.fleet.round_timeout_s;
+  if (!timed_out) {
+    if (timed_out_only) return;
+    // Every edge that trains stages of its own must have come.
+    for (const auto& entry : sessions_) {
+      const Session& s = *entry.second;
+      if (s.begun && s.split() > 0 && !s.averaging) return;
+    }
+  } else {
+    std::vector<std::string> missing;
+    for (const auto& entry : sessions_) {
+      const Session& s = *entry.second;
+      if (s.begun && s.split() > 0 && !s.averaging) missing.push_back("'" + s.hello.edge_name + "'");
+    }
+    if (!missing.empty()) {
+      log_->warn("fleet: averaging round {} goes ahead after {} s without {} (fleet.round_timeout_s)",
+                 fleet_->rounds + 1, config_.fleet.round_timeout_s, join(missing));
+    }
+  }
+  closeRound();
+}
+
+void CloudTrainer::closeRound() {
+  auto& f = *fleet_;
+  auto round = std::move(f.round);
+  f.round.clear();
+  // A contributor that missed a round trained from an older average: its replicas are
+  // weighed against the fleet's current one (and the samples behind it), so that a
+  // straggler cannot overwrite what the others learnt since.
+  bool stale = false;
+  for (const auto& c : round) stale = stale || c.session->round_seen < f.rounds;
+  double total_samples = 0.0;
+  for (int j = 0; j < num_stages_; ++j) {
+    const auto sj = static_cast<std::size_t>(j);
+    auto own = captureStage(*f.model, *f.optimizer, j);
+    own.weight = stale ? std::max(f.trained[sj], f.averaged[sj]) : f.trained[sj];
+    std::vector<const StageReplica*> replicas;
+    if (own.weight > 0) replicas.push_back(&own);
+    for (auto& c : round) {
+      if (j < static_cast<int>(c.stages.size()) && c.samples > 0) {
+        c.stages[sj].weight = c.samples;
+        replicas.push_back(&c.stages[sj]);
+      }
+    }
+    if (replicas.empty()) continue;
+    f.averaged[sj] = 0.0;
+    for (const auto* r : replicas) f.averaged[sj] += r->weight;
+    if (replicas.size() == 1 && replicas.front() == &own) continue;  // only the cloud's copy: nothing changes
+    installStage(averageReplicas(replicas), *f.model, *f.optimizer, j);
+    f.trained[sj] = 0.0;
+  }
+  for (auto& v : f.trained) v = 0.0;
+  for (const auto& c : round) total_samples += c.samples;
+  ++f.rounds;
+  for (auto& c : round) {
+    Session& s = *c.session;
+    auto info = std::get<transport::AverageInfo>(c.request.body);
+    transport::AverageInfo reply_info{info.round, static_cast<std::uint64_t>(total_samples), 0, {}};
+    Message reply(MessageType::kAverageReply, reply_info);
+    reply.header.epoch = c.request.header.epoch;
+    reply.header.step = c.request.header.step;
+    addStages(reply, *f.model, *f.optimizer, static_cast<int>(c.stages.size()));
+    s.averaging = false;
+    s.round_seen = f.rounds;
+    s.link.answer(c.request, std::move(reply));
+  }
+  log_->debug("fleet: averaging round {} over {} edge(s), {:.0f} samples", f.rounds, round.size(), total_samples);
+}
+
 void CloudTrainer::advanceByteMetrics(telemetry::TrainerMetrics& m, const Session& s) {
   telemetry::TrainerMetrics::advance(m.bytes_uplink, static_cast<double>(s.link.bytesUp()));
   telemetry::TrainerMetrics::advance(m.bytes_downlink, static_cast<double>(s.link.bytesDown()));
@@ -349,6 +612,10 @@ void CloudTrainer::onProbe(Session& s, Message& message) {
 }
 
 void CloudTrainer::onMigrate(Session& s, Message& message) {
+  if (fleet_) {
+    throw WireError(ErrorCode::kUnexpected,
+                    "re-partitioning in a shared fleet is not supported yet: give each edge a fixed split.point");
+  }
   const auto info = std::get<transport::MigrateInfo>(message.body);
   const int from = static_cast<int>(info.from);
   const int to = static_cast<int>(info.to);
@@ -411,7 +678,7 @@ void CloudTrainer::onCheckpoint(Session& s, Message& message) {
     run.epoch_seconds = std::chrono::duration<double>(Clock::now() - s.epoch_start).count();
   }
   run.history = s.summary.history;
-  s.checkpoints->save(captureRun("cloud", s.hello.run_name, run, *s.model, *s.optimizer, s.split(), s.stages));
+  s.checkpoints->save(captureRun("cloud", s.hello.run_name, run, modelOf(s), optimizerOf(s), s.split(), s.stages));
   Message ack(MessageType::kCheckpointAck, info);
   ack.header.step = message.header.step;
   s.link.answer(message, std::move(ack));
@@ -424,7 +691,10 @@ void CloudTrainer::takeSnapshot(Session& s) {
   run.split = s.split();
   run.staleness = s.staleness;
   run.stats = s.train;
-  s.snapshots.add(captureRun("cloud", s.hello.run_name, run, *s.model, *s.optimizer, s.split(), s.stages));
+  // A fleet's stages are not rolled back for one edge (the step that failed was not
+  // applied; the others' steps since must stay): its snapshots hold the statistics only.
+  const int first = fleet_ ? s.stages : s.split();
+  s.snapshots.add(captureRun("cloud", s.hello.run_name, run, modelOf(s), optimizerOf(s), first, s.stages));
 }
 
 void CloudTrainer::onRollback(Session& s, Message& message) {
@@ -446,14 +716,14 @@ void CloudTrainer::onRollback(Session& s, Message& message) {
     throw WireError(ErrorCode::kUnexpected, "rollback to step " + std::to_string(info.to_step) +
                                                 ": no snapshot there (held: " + (held.empty() ? "none" : held) + ")");
   }
-  const auto restored = restoreRun(*snapshot, *s.model, *s.optimizer, s.split(), s.stages);
+  const auto restored = restoreRun(*snapshot, modelOf(s), optimizerOf(s), fleet_ ? s.stages : s.split(), s.stages);
   s.snapshots.dropAfter(info.to_step);
   s.train = restored.stats;
   s.staleness = static_cast<int>(info.staleness);
   s.downlink_codec = info.downlink_codec;
   s.lr_scale = info.lr_scale;
   s.lr = optim::learningRate(config_.optimizer, position.epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
-  s.optimizer->setLearningRate(s.lr);
+  if (!fleet_) s.optimizer->setLearningRate(s.lr);  // a fleet's joint step sets its own
   if (s.metrics) {
     s.metrics->guard_rollback->Increment();
     s.metrics->setCodec(info.uplink_codec);
@@ -530,7 +800,7 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   s.link.noteStaleness(s.staleness);
   s.link.forgetEvaluationReplies();
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
-  s.optimizer->setLearningRate(s.lr);
+  if (!fleet_) s.optimizer->setLearningRate(s.lr);  // a fleet's joint step sets its own
   if (s.resume_stats) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();
@@ -565,6 +835,15 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
   auto it = sessions_.find(peer);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
+  if (fleet_) {
+    // Its waiting batch is stepped (the edge may be gone: the reply is then dropped), its
+    // held contribution leaves the round, and the round may now be complete.
+    if (s.batch_waiting) stepBatches();
+    auto& round = fleet_->round;
+    round.erase(std::remove_if(round.begin(), round.end(), [&](const auto& c) { return c.session == &s; }),
+                round.end());
+    s.averaging = false;
+  }
   closeEpoch(s);
   ended_evictions_ += s.link.memoryEvictions();
   s.summary.interrupted = end != SessionEnd::kCompleted;
@@ -580,6 +859,12 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
                  s.hello.edge_name, reason);
   } else {
     try {
+      // A fleet's sessions each keep their own summary too (the top-level one is the last
+      // session's, as for one edge).
+      if (fleet_) {
+        telemetry::writeSummary(config_.run.output_dir + "/edges/" + session::directoryName(s.hello.run_name),
+                                s.summary);
+      }
       const auto path = telemetry::writeSummary(config_.run.output_dir, s.summary);
       log_->info("session {:016x} ended ({}) after {} steps: summary written to {}", s.id(), reason,
                  s.link.position().next_step, path);
@@ -590,8 +875,9 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
   (end == SessionEnd::kFailed ? failed_ : completed_)++;
   last_end_ = end;
   last_summary_ = s.summary;
-  if (s.begun) last_model_ = std::move(s.model);
+  if (s.begun && s.model) last_model_ = std::move(s.model);
   sessions_.erase(it);
+  if (fleet_) closeRoundIfDue(false);
   // The session's tensors went back to the allocator; hand the free pages back to the
   // system too, so that the resident size falls again after many sessions.
   ::malloc_trim(0);
@@ -637,6 +923,9 @@ void CloudTrainer::handle(Message& message) {
       throw WireError(ErrorCode::kNoSession, "session " + std::to_string(message.header.session) +
                                                  " is not this edge's session");
     }
+    // A fleet's waiting batches are stepped before anything else of the same edge is
+    // handled, so that each edge's requests are answered in order.
+    if (fleet_ && s->batch_waiting && type != MessageType::kActivations) stepBatches();
     if (s->link.admit(message) != session::CloudSession::Admission::kHandle) return;
     switch (type) {
       case MessageType::kActivations: onActivations(*s, message, true); break;
@@ -647,6 +936,7 @@ void CloudTrainer::handle(Message& message) {
       case MessageType::kMigrate: onMigrate(*s, message); break;
       case MessageType::kRollback: onRollback(*s, message); break;
       case MessageType::kCheckpoint: onCheckpoint(*s, message); break;
+      case MessageType::kAverage: onAverage(*s, message); break;
       case MessageType::kResync: s->link.onResync(message); break;
       case MessageType::kShutdown: {
         const auto info = std::get<transport::ShutdownInfo>(message.body);
@@ -700,13 +990,26 @@ CloudOutcome CloudTrainer::run(const std::atomic<bool>& stop) {
       transport_->close(std::chrono::milliseconds(1000));
       return CloudOutcome::kInterrupted;
     }
-    auto incoming = transport_->receive(std::chrono::milliseconds(100));
+    auto wait = std::chrono::milliseconds(100);
+    if (fleet_ && !fleet_->batches.empty()) {
+      // Batches wait for others until the gather time is up.
+      wait = std::min(
+          wait, std::max(std::chrono::milliseconds(0),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(fleet_->gather_until - Clock::now())));
+    }
+    auto incoming = transport_->receive(wait);
     if (incoming) {
       if (auto* event = transport::asEvent(*incoming)) {
         onLinkEvent(*event);
       } else {
         handle(*transport::asMessage(*incoming));
       }
+    } else if (fleet_ && Clock::now() >= fleet_->gather_until) {
+      stepBatches();  // nothing more came in time
+    }
+    if (fleet_) {
+      if (batchesComplete()) stepBatches();
+      closeRoundIfDue(true);
     }
     if (!sessions_.empty()) seen_session = true;
     if (!options_.keep_serving && sessions_.empty() && completed_ + failed_ > 0) break;

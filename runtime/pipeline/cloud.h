@@ -1,9 +1,12 @@
 #pragma once
 // The cloud side of split training: serves one or more edges, each in its own session
-// with its own copy of stages [p, n) and their optimizer. For every training batch it runs
-// its stages and the loss, steps its optimizer and sends back the activation gradient.
-// Messages are handled one at a time, in arrival order; the transport's socket thread
-// receives the next batch meanwhile.
+// with its own copy of stages [p, n) and their optimizer, or, in a shared fleet
+// (fleet.mode: shared), with one copy of every stage for all of them. For every training
+// batch it runs its stages and the loss, steps its optimizer and sends back the activation
+// gradient; in a fleet, batches of several edges that wait at once make one step, and the
+// edges' stages are averaged in rounds (runtime/pipeline/fleet.h). Messages are handled
+// one at a time, in arrival order; the transport's socket thread receives the next batch
+// meanwhile.
 
 #include <atomic>
 #include <map>
@@ -27,6 +30,9 @@ class logger;
 }
 
 namespace tandem::pipeline {
+
+struct CloudBatch;   // runtime/pipeline/cloud_step.h
+struct StepOutcome;  // runtime/pipeline/cloud_step.h
 
 struct CloudOptions {
   // Keep serving new edges after the last session ended (otherwise return then).
@@ -54,13 +60,17 @@ class CloudTrainer {
   // Where the cloud listens (the bound port when link.endpoint used tcp://host:*).
   std::string endpoint() const { return transport_->endpoint(); }
 
-  // The stages of the session that ended last (tests compare parameters with it).
-  models::StageModel* lastModel() { return last_model_.get(); }
+  // The stages of the session that ended last (tests compare parameters with it); in a
+  // shared fleet, the fleet's model.
+  models::StageModel* lastModel();
+  // A shared fleet's averaging rounds so far (0 otherwise).
+  std::uint64_t fleetRounds() const;
   const telemetry::RunSummary& lastSummary() const { return last_summary_; }
   std::uint64_t sessionsRefused() const { return refused_; }
 
  private:
   struct Session;
+  struct Fleet;
   enum class SessionEnd { kCompleted, kStopped, kDiverged, kFailed };
 
   void handle(transport::Message& message);
@@ -72,6 +82,22 @@ class CloudTrainer {
   // have not begun an epoch when that makes room; false (last_refusal_ says why) when not.
   bool makeRoom(const std::string& origin, const std::string& who);
   void onActivations(Session& s, transport::Message& message, bool train);
+  // The reply to a training batch, after its step (alone or in a fleet's joint step).
+  void replyTraining(Session& s, transport::Message& message, const StepOutcome& outcome, const CloudBatch& batch);
+  // Shared fleet: the stages that serve session `s`.
+  models::StageModel& modelOf(Session& s);
+  optim::StageOptimizers& optimizerOf(Session& s);
+  // Shared fleet: a training batch waits for others to share its step; the waiting ones
+  // are stepped together when the step is full, every training session has one waiting,
+  // the gather time is up, or a message must be handled after them.
+  void queueBatch(Session& s, transport::Message& message);
+  bool batchesComplete() const;
+  void stepBatches();
+  // Shared fleet: an edge's contribution to the averaging round; the round closes when
+  // every training edge has contributed or fleet.round_timeout_s passed.
+  void onAverage(Session& s, transport::Message& message);
+  void closeRoundIfDue(bool timed_out_only);
+  void closeRound();
   void onEpochBegin(Session& s, transport::Message& message);
   void onEpochEnd(Session& s, transport::Message& message);
   void onProbe(Session& s, transport::Message& message);
@@ -93,6 +119,7 @@ class CloudTrainer {
   log::LogLimiter limited_;  // lines a peer can cause
   std::unique_ptr<transport::Transport> transport_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // by peer routing id
+  std::unique_ptr<Fleet> fleet_;                              // fleet.mode: shared
   std::unique_ptr<models::StageModel> last_model_;
   telemetry::RunSummary last_summary_;
   std::uint64_t completed_ = 0;  // sessions that ended in order (completed or stopped early)

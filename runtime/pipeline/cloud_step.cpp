@@ -3,7 +3,9 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "runtime/pipeline/link.h"
 
@@ -67,6 +69,83 @@ StepOutcome trainStep(models::StageModel& model, optim::StageOptimizers& optimiz
     if (split > 0) out.boundary_gradient = torch::zeros_like(batch.activation);
   }
   out.compute_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return out;
+}
+
+std::vector<StepOutcome> trainJointStep(models::StageModel& model, optim::StageOptimizers& optimizer,
+                                        std::vector<StepPart>& parts, int stages, const StepGuard& guard) {
+  TANDEM_ENFORCE(!parts.empty(), "a step over no batches");
+  const auto start = Clock::now();
+  model.train(true);
+  optimizer.zeroGrad();
+  // Parts in split order (stable: equal splits keep their arrival order).
+  std::vector<std::size_t> order(parts.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return parts[a].split < parts[b].split; });
+  const int lowest = parts[order.front()].split;
+  std::vector<torch::Tensor> inputs(parts.size());
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    inputs[i] = parts[i].batch->activation;
+    if (parts[i].split > 0) inputs[i] = inputs[i].detach().requires_grad_(true);
+    total += parts[i].batch->size;
+  }
+  // h holds the parts that have entered so far, in `order`; a stage runs once on all of them.
+  torch::Tensor h;
+  std::size_t next = 0;
+  for (int stage = lowest; stage <= stages; ++stage) {
+    std::vector<torch::Tensor> joining;
+    if (h.defined()) joining.push_back(h);
+    while (next < order.size() && parts[order[next]].split == stage) joining.push_back(inputs[order[next++]]);
+    h = joining.size() == 1 ? joining.front() : torch::cat(joining);
+    if (stage < stages) h = model.forward(h, stage, stage + 1);
+  }
+  TANDEM_ENFORCE_EQ(next, order.size(), "parts entering the joint step");
+  std::vector<torch::Tensor> labels;
+  for (auto i : order) labels.push_back(parts[i].batch->labels);
+  const auto all_labels = torch::cat(labels);
+  const auto loss = torch::nn::functional::cross_entropy(h, all_labels);
+  std::vector<StepOutcome> out(parts.size());
+  const double joint_loss = loss.item<double>();
+  Verdict verdict = guard.watch ? guard.watch->check(joint_loss) : Verdict::kOk;
+  {
+    // Each part's own loss and correct predictions, for its edge's statistics.
+    torch::NoGradGuard no_grad;
+    const auto per_sample = torch::nn::functional::cross_entropy(
+        h.detach(), all_labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    const auto hits = h.detach().argmax(1).eq(all_labels);
+    std::int64_t offset = 0;
+    for (auto i : order) {
+      const auto n = parts[i].batch->size;
+      out[i].loss = per_sample.narrow(0, offset, n).mean().item<double>();
+      out[i].correct = hits.narrow(0, offset, n).sum().item<std::int64_t>();
+      offset += n;
+    }
+  }
+  if (verdict == Verdict::kOk) {
+    loss.backward();
+    const auto parameters = model.parameters(lowest, stages);
+    if (guard.poison) poisonGradients(parameters);
+    if (guard.watch && !gradientsFinite(parameters)) verdict = Verdict::kNonFinite;
+  }
+  if (verdict == Verdict::kOk) {
+    optimizer.step(lowest, stages);
+    if (guard.watch) guard.watch->accept(joint_loss);
+  } else {
+    optimizer.zeroGrad();
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    out[i].verdict = verdict;
+    if (parts[i].split == 0) continue;
+    if (verdict == Verdict::kOk) {
+      out[i].boundary_gradient =
+          inputs[i].grad() * (static_cast<double>(total) / static_cast<double>(parts[i].batch->size));
+    } else {
+      out[i].boundary_gradient = torch::zeros_like(parts[i].batch->activation);
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& o : out) o.compute_seconds = seconds;
   return out;
 }
 

@@ -49,6 +49,23 @@ struct StepGuard {
 StepOutcome trainStep(models::StageModel& model, optim::StageOptimizers& optimizer, int split, int stages,
                       CloudBatch& batch, const StepGuard& guard = {});
 
+// One part of a cross-edge step: an edge's batch, entering the model at its split.
+struct StepPart {
+  CloudBatch* batch = nullptr;
+  int split = 0;
+};
+
+// One training step over the batches of several edges of a fleet, as one batch: each part
+// runs the stages from its own split, where parts meet they are concatenated, and the loss
+// is the mean over every sample. So the cloud's stages take exactly the step a single
+// batch of all the samples would give. Each part's boundary gradient is that of its own
+// batch's mean loss (the joint gradient × total / part size), which is what the edge would
+// have got alone: averaged over the edges by samples, their updates are the joint batch's.
+// Only stages [lowest split, stages) are stepped. The guard checks the joint loss; a
+// failed check applies nothing for any part. `compute_seconds` is the whole step's.
+std::vector<StepOutcome> trainJointStep(models::StageModel& model, optim::StageOptimizers& optimizer,
+                                        std::vector<StepPart>& parts, int stages, const StepGuard& guard = {});
+
 // Loss and correct predictions of stages [split, stages) on `batch`, in eval mode,
 // changing nothing.
 StepOutcome evaluateStep(models::StageModel& model, int split, int stages, const CloudBatch& batch);

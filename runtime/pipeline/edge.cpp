@@ -12,6 +12,7 @@
 #include "runtime/common/log.h"
 #include "runtime/common/strings.h"
 #include "runtime/optim/schedule.h"
+#include "runtime/pipeline/fleet.h"
 #include "runtime/pipeline/link.h"
 #include "runtime/scheduler/profiler.h"
 #include "runtime/telemetry/progress.h"
@@ -113,6 +114,18 @@ void EdgeTrainer::handshake(const std::atomic<bool>& stop) {
 
 void EdgeTrainer::installWelcome(Message& welcome) {
   const auto& body = std::get<transport::Welcome>(welcome.body);
+  fleet_ = body.fleet;
+  average_every_ = body.average_every;
+  if (fleet_ && (config_.split.automatic || !config_.scheduler.split_schedule.empty())) {
+    config::failAt(config_, config_.split.automatic ? "split.point" : "scheduler.split_schedule",
+                   "the cloud trains a shared fleet (fleet.mode: shared), where an edge cannot re-partition yet: "
+                   "give it a fixed split.point");
+  }
+  if (fleet_) {
+    log_->info("the cloud trains a shared fleet: this edge's stages are averaged with the others' {}",
+               average_every_ > 0 ? fmt::format("every {} steps and at each epoch's end", average_every_)
+                                  : std::string("at each epoch's end"));
+  }
   if (body.resumed) {
     const auto c = checkpoints_->load(body.resume_step);
     if (c.split != static_cast<int>(body.split_point)) {
@@ -213,6 +226,8 @@ std::optional<EdgeTrainer::Failure> EdgeTrainer::applyGradient(Message& message,
   const auto applied = replay_.apply(step, grad, model_, split_, *optimizer_, poison);
   if (!applied.applied) return Failure{step, "edge", Verdict::kNonFinite, result.loss};
   stats.add(result.loss, result.correct, applied.entry.samples);
+  ++steps_since_round_;
+  samples_since_round_ += applied.entry.samples;
   recordStep(applied, message, stats, since(backward_start));
   const auto every = static_cast<std::uint64_t>(config_.guard.snapshot_every_steps);
   if (current_ && (step + 1) % every == 0) takeSnapshot(step + 1, current_->epoch, applied.entry.batch + 1, stats);
@@ -343,14 +358,43 @@ void EdgeTrainer::trainEpoch(EdgeEpoch& e, telemetry::RunSummary& summary, const
         if (!drain_all()) continue;
         replan(e.epoch, batches - e.sent, e.staleness, "bandwidth", summary);
       }
+      if (fleet_ && average_every_ > 0 && static_cast<std::uint64_t>(steps_since_round_) >= average_every_) {
+        if (!drain_all()) continue;
+        averageWithFleet(e.epoch);
+      }
       sendTrainBatch(e.epoch, *batch);
       ++e.sent;
     }
     train_loader_->stop();
     if (drain_all() || stop) break;  // every update lands, also when stopping
   }
+  if (!stop) averageWithFleet(e.epoch);  // evaluated, and the next epoch begun, on the fleet's model
   progress.finish();
   if (stop && e.sent < batches) checkpoint(e.epoch, e.sent, e.stats, e.trainSeconds(), summary);  // resume here
+}
+
+void EdgeTrainer::averageWithFleet(int epoch) {
+  if (!fleet_ || split_ == 0 || samples_since_round_ == 0) return;
+  TANDEM_ENFORCE(replay_.empty(), "averaging with batches in flight");
+  const auto start = Clock::now();
+  Message request =
+      newMessage(MessageType::kAverage,
+                 transport::AverageInfo{rounds_, static_cast<std::uint64_t>(samples_since_round_), 0, {}}, epoch);
+  request.header.step = next_step_;
+  addStages(request, model_, *optimizer_, split_);
+  auto reply = session_->request(std::move(request), MessageType::kAverageReply, "the fleet's averaging round");
+  const auto& info = std::get<transport::AverageInfo>(reply.body);
+  if (static_cast<int>(info.stages) != split_) {
+    throw ProtocolError("the fleet's average has " + std::to_string(info.stages) + " stages, this edge runs " +
+                        std::to_string(split_));
+  }
+  const auto stages = stagesFromMessage(reply, model_, config_.optimizer.name, codecs_);
+  for (int s = 0; s < split_; ++s) installStage(stages[static_cast<std::size_t>(s)], model_, *optimizer_, s);
+  ++rounds_;
+  log_->debug("fleet round {}: {} steps ({} samples) of this edge averaged with the fleet's ({} samples) in {:.3f} s",
+              rounds_, steps_since_round_, samples_since_round_, info.samples, since(start));
+  steps_since_round_ = 0;
+  samples_since_round_ = 0;
 }
 
 int EdgeTrainer::warmedUp(int k) const {

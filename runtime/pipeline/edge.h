@@ -122,6 +122,10 @@ class EdgeTrainer {
   // setting, restarting the epoch's batches from the snapshot. Throws TrainingDiverged
   // past guard.max_rollbacks.
   void rollback(EdgeEpoch& e, const Failure& failure, telemetry::RunSummary& summary);
+  // Shared fleet: lands what is in flight, sends the edge's stages to the cloud's
+  // averaging round and installs the fleet's average that comes back (nothing to do at
+  // split 0 or before any step since the last round).
+  void averageWithFleet(int epoch);
   // K for `epoch`: the config's, capped by what the guard lowered it to.
   int stalenessFor(int epoch) const;
   // The K of this moment: `k` after split.staleness_warmup_steps, less before.
@@ -164,6 +168,12 @@ class EdgeTrainer {
   std::string downlink_codec_;
   double lr_scale_ = 1.0;
   int rollbacks_ = 0;
+  // Shared fleet (from the Welcome): the averaging interval and where this edge stands.
+  bool fleet_ = false;
+  std::uint64_t average_every_ = 0;
+  std::uint64_t rounds_ = 0;
+  std::int64_t steps_since_round_ = 0;
+  std::int64_t samples_since_round_ = 0;
 };
 
 }  // namespace tandem::pipeline

@@ -75,6 +75,15 @@ CloudSession::Admission CloudSession::admit(const Message& request) {
         return Admission::kAnswered;
       }
       return Admission::kHandle;
+    case MessageType::kAverage: {
+      const auto round = std::get<transport::AverageInfo>(request.body).round;
+      if (round == average_round_ && average_reply_) {
+        resend(&*average_reply_, "averaging round", round);
+        return Admission::kAnswered;
+      }
+      // Held for a round that has not closed: the reply comes when it does.
+      return round == average_held_ ? Admission::kAnswered : Admission::kHandle;
+    }
     case MessageType::kMigrate: {
       const auto& info = std::get<transport::MigrateInfo>(request.body);
       const std::pair<int, int> move{static_cast<int>(info.from), static_cast<int>(info.to)};
@@ -115,6 +124,11 @@ void CloudSession::answer(const Message& request, Message reply) {
       rollback_ack_ = transport::copyMessage(reply);
       replies_.clear();  // the gradients of the abandoned steps are never asked for again (the edge drained)
       reply_bytes_ = 0;
+      break;
+    case MessageType::kAverage:
+      average_round_ = std::get<transport::AverageInfo>(request.body).round;
+      average_reply_ = transport::copyMessage(reply);
+      average_held_ = std::numeric_limits<std::uint64_t>::max();
       break;
     case MessageType::kMigrate: {
       const auto& info = std::get<transport::MigrateInfo>(request.body);

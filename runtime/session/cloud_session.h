@@ -75,6 +75,9 @@ class CloudSession {
   void setReplyBudget(std::uint64_t bytes) { reply_budget_ = bytes; }
   // Gradients evicted for the budget before their 2 (K + 2) steps were up.
   std::uint64_t memoryEvictions() const { return memory_evictions_; }
+  // A fleet averaging round: the trainer holds the edge's contribution to `round` until the
+  // round closes, then answer()s it; a repeat of the request meanwhile is not handled again.
+  void holdAverage(std::uint64_t round) { average_held_ = round; }
   // A new epoch: evaluation replies of the previous one are never asked for again.
   void forgetEvaluationReplies() { eval_replies_.clear(); }
 
@@ -103,6 +106,9 @@ class CloudSession {
   std::optional<transport::Message> rollback_ack_;
   std::uint64_t rollback_step_ = std::numeric_limits<std::uint64_t>::max();
   std::pair<int, int> last_migration_{-1, -1};
+  std::optional<transport::Message> average_reply_;
+  std::uint64_t average_round_ = std::numeric_limits<std::uint64_t>::max();  // of average_reply_
+  std::uint64_t average_held_ = std::numeric_limits<std::uint64_t>::max();   // contributed, not yet answered
   std::size_t keep_replies_ = 4;
   std::uint64_t reply_budget_ = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t reply_bytes_ = 0;  // of replies_

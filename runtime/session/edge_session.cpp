@@ -23,7 +23,8 @@ constexpr auto kResyncEvery = std::chrono::seconds(2);
 
 bool isControlReply(MessageType type) {
   return type == MessageType::kEpochAck || type == MessageType::kCheckpointAck || type == MessageType::kMigrateAck ||
-         type == MessageType::kRollbackAck || type == MessageType::kProbeReply || type == MessageType::kShutdownAck;
+         type == MessageType::kRollbackAck || type == MessageType::kProbeReply || type == MessageType::kShutdownAck ||
+         type == MessageType::kAverageReply;
 }
 
 std::string seconds(std::chrono::milliseconds d) { return fmt::format("{:.1f}", d.count() / 1000.0); }
@@ -271,6 +272,10 @@ bool EdgeSession::answersPending(const Message& reply) const {
     case MessageType::kRollback:
       return reply.header.type == MessageType::kRollbackAck && reply.header.step == pending_->header.step;
     case MessageType::kShutdown: return reply.header.type == MessageType::kShutdownAck;
+    case MessageType::kAverage:
+      return reply.header.type == MessageType::kAverageReply &&
+             std::get<transport::AverageInfo>(reply.body).round ==
+                 std::get<transport::AverageInfo>(pending_->body).round;
     case MessageType::kProbe:
       return reply.header.type == MessageType::kProbeReply &&
              std::get<transport::ProbeInfo>(reply.body).t0 == std::get<transport::ProbeInfo>(pending_->body).t0;

@@ -23,7 +23,9 @@ std::vector<Difference> handshakeDifferences(const transport::Hello& hello, cons
                            "channels, classes)"});
   }
   differ("stages", std::to_string(hello.num_stages), std::to_string(num_stages));
-  if (!config.split.automatic && !resuming && config.scheduler.split_schedule.empty()) {
+  // A shared fleet is heterogeneous by design: each edge brings its own split point.
+  const bool fleet = config.fleet.mode == config::FleetMode::kShared;
+  if (!fleet && !config.split.automatic && !resuming && config.scheduler.split_schedule.empty()) {
     differ("split point", std::to_string(hello.split_point), std::to_string(config.split.point));
   }
   differ("batch size", std::to_string(hello.batch_size), std::to_string(config.data.batch_size));
@@ -43,14 +45,20 @@ std::string refusalText(const std::vector<Difference>& differences, bool authent
   return text;
 }
 
+std::string directoryName(const std::string& run_name) {
+  std::string name = run_name.empty() ? "_" : run_name;
+  for (auto& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
+  }
+  // "." and ".." (and any name of dots only) would name this directory or its parent.
+  if (name.find_first_not_of('.') == std::string::npos) name = std::string(name.size(), '_');
+  return name;
+}
+
 ResumeChoice chooseResume(const transport::Hello& hello, const config::Config& config) {
   ResumeChoice choice;
   if (!config.checkpoint.enabled) return choice;
-  // The run name becomes a directory: nothing in it may climb out of checkpoint.dir.
-  std::string run = hello.run_name;
-  for (auto& ch : run) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') ch = '_';
-  }
+  const std::string run = directoryName(hello.run_name);
   choice.store =
       std::make_unique<checkpoint::CheckpointStore>(config.checkpoint.dir + "/cloud/" + run, config.checkpoint.keep);
   if (!hello.resume) return choice;

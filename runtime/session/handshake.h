@@ -36,6 +36,11 @@ std::vector<Difference> handshakeDifferences(const transport::Hello& hello, cons
 // or the others.
 std::string refusalText(const std::vector<Difference>& differences, bool authenticated);
 
+// An edge's run name as one directory name that cannot climb out of its parent: every
+// character but letters, digits, '-', '_' and '.' becomes '_', and a name of dots only (or
+// none) becomes underscores.
+std::string directoryName(const std::string& run_name);
+
 // The cloud's checkpoint store for the run `hello` names (null when checkpoints are off),
 // and the newest checkpoint it holds that the edge holds too (when the edge asks to resume).
 struct ResumeChoice {

@@ -117,6 +117,8 @@ void visitBody(MessageType type, Visitor&& v) {
     case MessageType::kResyncReply: v(ResyncInfo{}); break;
     case MessageType::kRollback:
     case MessageType::kRollbackAck: v(RollbackInfo{}); break;
+    case MessageType::kAverage:
+    case MessageType::kAverageReply: v(AverageInfo{}); break;
     default: v(std::monostate{}); break;
   }
 }
@@ -147,6 +149,15 @@ void fields(IO& io, Welcome& w) {
   io.string(w.cloud_profile, "welcome.cloud_profile");
   io.pod(w.resumed);
   io.pod(w.resume_step);
+  io.pod(w.fleet);
+  io.pod(w.average_every);
+}
+template <typename IO>
+void fields(IO& io, AverageInfo& a) {
+  io.pod(a.round);
+  io.pod(a.samples);
+  io.pod(a.stages);
+  io.uints(a.optimizer_layout, "average.optimizer_layout");
 }
 template <typename IO>
 void fields(IO& io, ResyncInfo& r) {
@@ -263,11 +274,13 @@ const char* messageTypeName(MessageType type) {
     case MessageType::kResyncReply: return "ResyncReply";
     case MessageType::kRollback: return "Rollback";
     case MessageType::kRollbackAck: return "RollbackAck";
+    case MessageType::kAverage: return "Average";
+    case MessageType::kAverageReply: return "AverageReply";
   }
   return "Unknown";
 }
 
-bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 23; }
+bool isKnownMessageType(std::uint8_t raw) { return raw >= 1 && raw <= 25; }
 
 std::size_t dtypeSize(DType dtype) {
   switch (dtype) {

@@ -19,7 +19,7 @@
 namespace tandem::transport {
 
 inline constexpr std::uint32_t kMagic = 0x4D444E54;  // "TNDM" little-endian
-inline constexpr std::uint16_t kProtocolVersion = 2;
+inline constexpr std::uint16_t kProtocolVersion = 3;
 
 enum class MessageType : std::uint8_t {
   kHello = 1,            // edge → cloud: handshake
@@ -45,6 +45,8 @@ enum class MessageType : std::uint8_t {
   kResyncReply = 21,     // cloud → edge: ResyncInfo; also sent unasked when the cloud saw messages lost
   kRollback = 22,        // edge → cloud: RollbackInfo; restore the snapshot at to_step (divergence guard)
   kRollbackAck = 23,     // cloud → edge: RollbackInfo; restored
+  kAverage = 24,         // edge → cloud: AverageInfo; tensors: the edge's stages (fleet averaging round)
+  kAverageReply = 25,    // cloud → edge: AverageInfo; tensors: the fleet's average of those stages
 };
 const char* messageTypeName(MessageType type);
 bool isKnownMessageType(std::uint8_t raw);
@@ -100,6 +102,10 @@ struct Welcome {
   std::string cloud_profile;         // JSON of the cloud's per-stage compute times; empty if not profiled
   bool resumed = false;              // both sides continue from the checkpoint at resume_step
   std::uint64_t resume_step = 0;
+  // A shared fleet (fleet.mode: shared): the edge's stages are averaged with the fleet's
+  // every `average_every` training steps (0: at epoch ends only) and at each epoch's end.
+  bool fleet = false;
+  std::uint64_t average_every = 0;
 };
 
 // Where a session stands, exchanged after messages were lost. From the edge: the oldest
@@ -155,6 +161,18 @@ struct MigrateInfo {
   std::vector<std::uint32_t> optimizer_layout;
 };
 
+// A fleet averaging round (docs/design.md, "Fleets"). From the edge: its stages [0, stages)
+// (parameters and buffers, then optimizer state as in MigrateInfo) and the training
+// samples they saw since its last round; `round` counts the edge's rounds from 0 (the
+// request's key). The reply carries the fleet's weighted average of the same stages and
+// echoes the round, with `samples`: the samples the whole round averaged over.
+struct AverageInfo {
+  std::uint64_t round = 0;
+  std::uint64_t samples = 0;
+  std::uint32_t stages = 0;
+  std::vector<std::uint32_t> optimizer_layout;
+};
+
 struct EpochInfo {
   std::uint32_t staleness = 0;
   std::int64_t steps = 0;
@@ -204,7 +222,7 @@ struct ErrorInfo {
 };
 
 using Body = std::variant<std::monostate, Hello, Welcome, StepResult, EpochInfo, ShutdownInfo, ErrorInfo, ProbeInfo,
-                          MigrateInfo, CheckpointInfo, ResyncInfo, RollbackInfo>;
+                          MigrateInfo, CheckpointInfo, ResyncInfo, RollbackInfo, AverageInfo>;
 
 // Size limits enforced while decoding, before any allocation.
 struct Limits {

@@ -72,6 +72,10 @@ int main(int argc, char** argv) {
                              std::string(8, '\0')});
   add("rollback",
       {encodeHeaderFrame(header(MessageType::kRollback), RollbackInfo{48, 2, "int8", "none", 0.5, "non_finite", 0})});
+  add("average", {encodeHeaderFrame(header(MessageType::kAverage,
+                                           {tensor(DType::kFloat32, {2, 2}, 16), tensor(DType::kFloat32, {2, 2}, 16)}),
+                                    AverageInfo{3, 640, 1, {1}}),
+                  std::string(16, '\0'), std::string(16, '\0')});
   add("heartbeat", {encodeHeaderFrame(header(MessageType::kHeartbeat), std::monostate{})});
   add("shutdown", {encodeHeaderFrame(header(MessageType::kShutdown), ShutdownInfo{"done", true})});
   add("error", {encodeHeaderFrame(header(MessageType::kError), ErrorInfo{ErrorCode::kHandshake, "no"})});

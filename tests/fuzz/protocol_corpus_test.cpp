@@ -79,7 +79,7 @@ TEST(ProtocolCorpus, SeedsParseOrFailAsNamed) {
   };
   // bad_int8_payload parses (the frame has the declared size); its codec rejects it later.
   for (const auto* name : {"hello", "welcome", "activations", "activations_int8", "gradients", "probe", "migrate",
-                           "checkpoint", "error", "bad_int8_payload", "gradients_diverged", "rollback"}) {
+                           "checkpoint", "error", "bad_int8_payload", "gradients_diverged", "rollback", "average"}) {
     EXPECT_TRUE(parses(name)) << name;
   }
   for (const auto* name : {"missing_payload", "short_payload", "extra_payload", "truncated_header", "garbage"}) {

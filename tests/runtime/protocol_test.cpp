@@ -84,6 +84,19 @@ TEST(Protocol, RoundTripsEveryBody) {
   EXPECT_EQ(m.to, 4u);
   EXPECT_EQ(m.codec, "int8");
   EXPECT_EQ(m.optimizer_layout, (std::vector<std::uint32_t>{1, 1, 0, 3}));
+  const auto av = encodeHeaderFrame(header(MessageType::kAverage), AverageInfo{7, 640, 2, {1, 0, 1}});
+  const auto back_av = std::get<AverageInfo>(decodeHeaderFrame(av.data(), av.size(), Limits{}).body);
+  EXPECT_EQ(back_av.round, 7u);
+  EXPECT_EQ(back_av.samples, 640u);
+  EXPECT_EQ(back_av.stages, 2u);
+  EXPECT_EQ(back_av.optimizer_layout, (std::vector<std::uint32_t>{1, 0, 1}));
+  Welcome fleet_welcome;
+  fleet_welcome.fleet = true;
+  fleet_welcome.average_every = 25;
+  const auto wf = encodeHeaderFrame(header(MessageType::kWelcome), fleet_welcome);
+  const auto back_wf = std::get<Welcome>(decodeHeaderFrame(wf.data(), wf.size(), Limits{}).body);
+  EXPECT_TRUE(back_wf.fleet);
+  EXPECT_EQ(back_wf.average_every, 25u);
   const auto pr = encodeHeaderFrame(header(MessageType::kProbeReply), ProbeInfo{1.5, 2.5, 3.5, 1024});
   EXPECT_EQ(std::get<ProbeInfo>(decodeHeaderFrame(pr.data(), pr.size(), Limits{}).body).reply_bytes, 1024u);
   const auto sd = encodeHeaderFrame(header(MessageType::kShutdown), ShutdownInfo{"interrupted", false});
@@ -128,7 +141,8 @@ TEST(Protocol, RejectsBadMagicVersionAndType) {
   EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})), HasSubstr("malformed: bad magic"));
   h = header(MessageType::kHeartbeat);
   h.version = 1;
-  EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})), HasSubstr("version: protocol version 1, expected 2"));
+  EXPECT_THAT(errorOf(encodeHeaderFrame(h, std::monostate{})),
+              HasSubstr("version: protocol version 1, expected " + std::to_string(kProtocolVersion)));
   auto frame = encodeHeaderFrame(header(MessageType::kHeartbeat), std::monostate{});
   frame[6] = 99;  // the type byte follows magic (4) and version (2)
   EXPECT_THAT(errorOf(frame), HasSubstr("unknown message type 99"));

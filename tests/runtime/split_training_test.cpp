@@ -390,7 +390,7 @@ TEST(SplitTraining, HostilePeerCannotDisturbAGoodRun) {
     bad.send(h, transport::Hello{}, {}, false);
     const auto e = bad.expectError();
     EXPECT_EQ(e.code, ErrorCode::kVersion);
-    EXPECT_THAT(e.message, HasSubstr("protocol version 1, expected 2"));
+    EXPECT_THAT(e.message, HasSubstr("protocol version 1, expected " + std::to_string(transport::kProtocolVersion)));
   }
   // Unknown message type.
   {

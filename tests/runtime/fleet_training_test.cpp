@@ -1,0 +1,163 @@
+// A shared fleet end to end: one cloud and several edges in threads over loopback TCP.
+#include <gtest/gtest.h>
+#include <torch/nn/functional/loss.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "runtime/optim/stage_optimizers.h"
+#include "runtime/pipeline/setup.h"
+#include "tests/runtime/split_test_util.h"
+
+namespace tandem::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string outputDir(const std::string& name) {
+  return (fs::temp_directory_path() / ("tandem_fleet_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// The cloud's and every edge's config: the same file, with the edge's shard.
+config::Config fleetConfig(const std::string& name, int edges, int index, const std::string& extra = "") {
+  return config::parseConfig(
+      R"(
+run: {name: fleet_test, epochs: 1, seed: 3}
+data:
+  dataset: synthetic
+  batch_size: 8
+  max_train_batches: 6
+  max_test_batches: 2
+  synthetic: {train_size: 240, test_size: 64, height: 6, width: 6, num_classes: 4, noise: 1.0}
+model: {name: mlp}
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.001}
+split: {point: 2, staleness: 0}
+checkpoint: {enabled: false}
+link: {heartbeat_interval_s: 0.5, peer_timeout_s: 20, connect_timeout_s: 30}
+security: {mode: plaintext}
+)" + extra,
+      "fleet_test.yaml",
+      {"run.output_dir=" + outputDir(name + "_" + std::to_string(index)), "data.shard.count=" + std::to_string(edges),
+       "data.shard.index=" + std::to_string(index), "fleet.mode=shared", "fleet.min_edges=" + std::to_string(edges)});
+}
+
+double maxDifference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
+  }
+  return worst;
+}
+
+struct FleetRun {
+  std::vector<std::unique_ptr<EdgeTrainer>> edges;
+  std::vector<telemetry::RunSummary> summaries;
+};
+
+// Starts the cloud, then `configs.size()` edges at once, and waits for all of them.
+FleetRun runFleet(testing::CloudThread& cloud, const std::vector<config::Config>& configs) {
+  FleetRun run;
+  run.summaries.resize(configs.size());
+  for (const auto& c : configs) run.edges.push_back(testing::makeEdge(c, cloud.endpoint));
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(configs.size());
+  std::atomic<bool> stop{false};
+  for (std::size_t i = 0; i < configs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        run.summaries[i] = run.edges[i]->run(stop);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < errors.size(); ++i) EXPECT_EQ(errors[i], "") << "edge " << i;
+  cloud.join();
+  return run;
+}
+
+// K = 0, raw transfer, averaging after every step, N edges on disjoint shards of a model
+// without BatchNorm: each step is one cloud step over the N batches (cross-edge batching)
+// and one averaging round, which is exactly standalone training with batch N·b over the
+// same samples (the edges' gradients are those of their own batch's mean loss; their
+// sample-weighted average is the joint batch's, momentum and weight decay included).
+TEST(FleetTraining, EqualsStandaloneWithTheEdgesBatchesConcatenated) {
+  constexpr int kEdges = 3;
+  const std::string extra = "fleet: {average_every: 1, gather_ms: 20000, max_cloud_batch: 24}\n";
+  std::vector<config::Config> configs;
+  for (int i = 0; i < kEdges; ++i) configs.push_back(fleetConfig("exact", kEdges, i, extra));
+  testing::CloudThread cloud(configs.front());
+  auto run = runFleet(cloud, configs);
+  ASSERT_EQ(cloud.outcome, CloudOutcome::kCompleted);
+
+  // The reference: one process, batch j = the edges' batches j one after another.
+  auto reference = buildModel(configs.front());
+  const int n = reference.numStages();
+  optim::StageOptimizers optimizer(configs.front().optimizer, reference, 0, n);
+  std::vector<std::unique_ptr<data::BatchLoader>> loaders;
+  for (const auto& c : configs) {
+    loaders.push_back(makeLoader(c, loadDataset(c, data::Split::kTrain), data::Split::kTrain));
+    loaders.back()->startEpoch(0);
+  }
+  int steps = 0;
+  while (true) {
+    std::vector<torch::Tensor> inputs;
+    std::vector<torch::Tensor> labels;
+    for (auto& l : loaders) {
+      if (auto b = l->next()) {
+        inputs.push_back(b->inputs);
+        labels.push_back(b->labels);
+      }
+    }
+    if (inputs.empty()) break;
+    ASSERT_EQ(inputs.size(), loaders.size());
+    optimizer.zeroGrad();
+    torch::nn::functional::cross_entropy(reference.forward(torch::cat(inputs), 0, n), torch::cat(labels)).backward();
+    optimizer.step();
+    ++steps;
+  }
+  EXPECT_EQ(steps, 6);
+  const int split = configs.front().split.point;
+  for (int i = 0; i < kEdges; ++i) {
+    EXPECT_EQ(run.summaries[i].totalSteps(), 6) << "edge " << i;
+    EXPECT_LT(maxDifference(run.edges[i]->model().state(0, split), reference.state(0, split)), 1e-5) << "edge " << i;
+  }
+  ASSERT_NE(cloud.cloud->lastModel(), nullptr);
+  EXPECT_LT(maxDifference(cloud.cloud->lastModel()->state(split, n), reference.state(split, n)), 1e-5);
+  // One round after each step of the epoch.
+  EXPECT_EQ(cloud.cloud->fleetRounds(), 6u);
+}
+
+// Edges at different split points (1, 2 and 3 of the mlp's 4 stages) train one model:
+// after the last round, every replica of a stage holds the same values.
+TEST(FleetTraining, HeterogeneousSplitPointsTrainOneModel) {
+  constexpr int kEdges = 3;
+  std::vector<config::Config> configs;
+  for (int i = 0; i < kEdges; ++i) {
+    configs.push_back(fleetConfig("mixed", kEdges, i, "fleet: {average_every: 2}\n"));
+    configs.back().split.point = i + 1;
+    configs.back().split.staleness = 1;
+  }
+  testing::CloudThread cloud(configs.front());
+  auto run = runFleet(cloud, configs);
+  ASSERT_EQ(cloud.outcome, CloudOutcome::kCompleted);
+  auto* fleet_model = cloud.cloud->lastModel();
+  ASSERT_NE(fleet_model, nullptr);
+  const auto initial = buildModel(configs.front());
+  for (int i = 0; i < kEdges; ++i) {
+    const int split = i + 1;
+    EXPECT_EQ(run.summaries[i].totalSteps(), 6) << "edge " << i;
+    ASSERT_FALSE(run.summaries[i].history.empty()) << "edge " << i;
+    EXPECT_TRUE(std::isfinite(run.summaries[i].history.back().train_loss)) << "edge " << i;
+    // The edge's stages are the fleet's average after the epoch's last round ...
+    EXPECT_LT(maxDifference(run.edges[i]->model().state(0, split), fleet_model->state(0, split)), 1e-6) << "edge " << i;
+    // ... and they trained.
+    EXPECT_GT(maxDifference(run.edges[i]->model().state(0, split), initial.state(0, split)), 1e-4) << "edge " << i;
+  }
+  EXPECT_GE(cloud.cloud->fleetRounds(), 3u);
+}
+
+}  // namespace
+}  // namespace tandem::pipeline
