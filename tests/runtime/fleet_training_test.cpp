@@ -7,6 +7,7 @@
 
 #include "runtime/optim/stage_optimizers.h"
 #include "runtime/pipeline/setup.h"
+#include "tests/runtime/receive_util.h"
 #include "tests/runtime/split_test_util.h"
 
 namespace tandem::pipeline {
@@ -157,6 +158,75 @@ TEST(FleetTraining, HeterogeneousSplitPointsTrainOneModel) {
     EXPECT_GT(maxDifference(run.edges[i]->model().state(0, split), initial.state(0, split)), 1e-4) << "edge " << i;
   }
   EXPECT_GE(cloud.cloud->fleetRounds(), 3u);
+}
+
+// Membership: an edge with less data finishes and leaves while the others go on; the
+// rounds after it left close without waiting for it.
+TEST(FleetTraining, AnEdgeThatLeavesEarlyDoesNotStopTheOthers) {
+  constexpr int kEdges = 3;
+  std::vector<config::Config> configs;
+  for (int i = 0; i < kEdges; ++i) configs.push_back(fleetConfig("leave", kEdges, i, "fleet: {average_every: 2}\n"));
+  configs[0].data.max_train_batches = 2;
+  testing::CloudThread cloud(configs.front());
+  auto run = runFleet(cloud, configs);
+  ASSERT_EQ(cloud.outcome, CloudOutcome::kCompleted);
+  EXPECT_EQ(run.summaries[0].totalSteps(), 2);
+  auto* fleet_model = cloud.cloud->lastModel();
+  ASSERT_NE(fleet_model, nullptr);
+  const int split = configs.front().split.point;
+  for (int i = 1; i < kEdges; ++i) {
+    EXPECT_EQ(run.summaries[i].totalSteps(), 6) << "edge " << i;
+    EXPECT_FALSE(run.summaries[i].interrupted) << "edge " << i;
+    EXPECT_LT(maxDifference(run.edges[i]->model().state(0, split), fleet_model->state(0, split)), 1e-6) << "edge " << i;
+  }
+}
+
+// A member that has begun but then says nothing (hung, or its link dead while the
+// connection stays up) cannot stall averaging: each round goes ahead after
+// fleet.round_timeout_s without it, and the others finish.
+TEST(FleetTraining, ASilentEdgeCannotStallTheRounds) {
+  const std::string extra = "fleet: {average_every: 2, round_timeout_s: 0.5}\n";
+  auto config = fleetConfig("silent", 2, 0, extra);
+  config.fleet.min_edges = 1;
+  testing::CloudThread cloud(config);
+  // The silent member: a handshake and the start of an epoch, then nothing but heartbeats.
+  auto o = zmqOptions(config, "edge");
+  o.endpoint = cloud.endpoint;
+  auto silent = emulateLink(config, "edge", std::make_unique<transport::ZmqTransport>(o));
+  const auto model = buildModel(config);
+  silent->send(
+      transport::Message(transport::MessageType::kHello, helloFor(config, model, config.split.point, "silent")));
+  const auto welcome = test_util::receiveMessage(*silent, std::chrono::seconds(10));
+  ASSERT_TRUE(welcome);
+  ASSERT_EQ(welcome->header.type, transport::MessageType::kWelcome);
+  EXPECT_TRUE(std::get<transport::Welcome>(welcome->body).fleet);
+  transport::Message begin(transport::MessageType::kEpochBegin, transport::EpochInfo{0, 6, 0, 0, 20});
+  begin.header.session = welcome->header.session;
+  silent->send(std::move(begin));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the cloud has handled it
+
+  std::vector<config::Config> configs;
+  for (int i = 0; i < 2; ++i) {
+    configs.push_back(fleetConfig("silent", 2, i, extra));
+    configs.back().fleet.min_edges = 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  FleetRun run;
+  run.summaries.resize(2);
+  std::vector<std::thread> threads;
+  std::atomic<bool> stop{false};
+  for (int i = 0; i < 2; ++i) run.edges.push_back(testing::makeEdge(configs[i], cloud.endpoint));
+  for (int i = 0; i < 2; ++i) threads.emplace_back([&, i] { run.summaries[i] = run.edges[i]->run(stop); });
+  for (auto& t : threads) t.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(run.summaries[i].totalSteps(), 6) << "edge " << i;
+  // Three rounds (steps 2, 4 and the epoch's end), each waiting its timeout for the silent one.
+  EXPECT_GE(cloud.cloud->fleetRounds(), 3u);
+  EXPECT_GE(seconds, 1.5);
+  const int split = config.split.point;
+  EXPECT_LT(maxDifference(run.edges[0]->model().state(0, split), run.edges[1]->model().state(0, split)), 1e-6);
+  silent.reset();
+  cloud.finish();
 }
 
 }  // namespace
