@@ -328,6 +328,7 @@ void CloudTrainer::onHello(Message& message) {
                resume_from ? ", resumed from step " + std::to_string(resume_from->step) : std::string());
   Session* raw = s.get();
   sessions_[message.peer] = std::move(s);
+  if (fleet_ && metrics_) metrics_->fleetEdges(static_cast<double>(sessions_.size()));
   if (fleet_ && !fleet_->started) {
     // The fleet starts together: Welcomes wait until fleet.min_edges edges are there (each
     // edge waits up to link.connect_timeout_s).
@@ -463,6 +464,7 @@ void CloudTrainer::stepBatches() {
   // The learning rate of the first edge's epoch (every session follows the same schedule).
   Session& first = *waiting.front().session;
   fleet_->optimizer->setLearningRate(first.lr);
+  if (metrics_) metrics_->fleetStep(static_cast<double>(waiting.size()));
   const auto outcomes =
       trainJointStep(*fleet_->model, *fleet_->optimizer, parts, num_stages_,
                      StepGuard{fleet_->watch.get(),
@@ -563,6 +565,7 @@ void CloudTrainer::closeRound() {
   for (auto& v : f.trained) v = 0.0;
   for (const auto& c : round) total_samples += c.samples;
   ++f.rounds;
+  if (metrics_) metrics_->fleetRound();
   for (auto& c : round) {
     Session& s = *c.session;
     auto info = std::get<transport::AverageInfo>(c.request.body);
@@ -877,7 +880,10 @@ void CloudTrainer::endSession(const std::string& peer, SessionEnd end, const std
   last_summary_ = s.summary;
   if (s.begun && s.model) last_model_ = std::move(s.model);
   sessions_.erase(it);
-  if (fleet_) closeRoundIfDue(false);
+  if (fleet_) {
+    if (metrics_) metrics_->fleetEdges(static_cast<double>(sessions_.size()));
+    closeRoundIfDue(false);
+  }
   // The session's tensors went back to the allocator; hand the free pages back to the
   // system too, so that the resident size falls again after many sessions.
   ::malloc_trim(0);

@@ -54,6 +54,9 @@ struct Metrics::Families {
   Family<Counter>& errors;
   Family<Counter>& guard;
   Family<Counter>& limit_hits;
+  Family<Gauge>& fleet_edges;
+  Family<Counter>& fleet_rounds;
+  Family<Histogram>& fleet_step_batches;
   Family<Gauge>& build_info;
 
   explicit Families(prometheus::Registry& r)
@@ -109,6 +112,15 @@ struct Metrics::Families {
                        .Name("tandem_limit_hits_total")
                        .Help("Times a limit (limits.*) refused or dropped something, by limit")
                        .Register(r)),
+        fleet_edges(BuildGauge().Name("tandem_fleet_edges").Help("Sessions in the shared fleet").Register(r)),
+        fleet_rounds(BuildCounter()
+                         .Name("tandem_fleet_rounds_total")
+                         .Help("Averaging rounds of the shared fleet closed")
+                         .Register(r)),
+        fleet_step_batches(BuildHistogram()
+                               .Name("tandem_fleet_step_batches")
+                               .Help("Edges' batches in one cloud step of the shared fleet (cross-edge batching)")
+                               .Register(r)),
         build_info(BuildGauge()
                        .Name("tandem_build_info")
                        .Help("1, labelled with the version, git commit, compiler and build type of the trainer")
@@ -248,6 +260,10 @@ Metrics::Metrics(std::string role, const config::MetricsConfig& config)
             {"build_type", build.build_type}})
       .Set(1.0);
   for (const char* limit : kLimits) limits_[limit] = &families_->limit_hits.Add({{"role", role_}, {"limit", limit}});
+  fleet_edges_ = &families_->fleet_edges.Add({{"role", role_}});
+  fleet_rounds_ = &families_->fleet_rounds.Add({{"role", role_}});
+  fleet_step_batches_ = &families_->fleet_step_batches.Add(
+      {{"role", role_}}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
   if (config.port > 0) {
     const std::string address = config.bind_address + ":" + std::to_string(config.port);
     try {
@@ -282,6 +298,12 @@ double Metrics::limitHits(const std::string& limit) const {
   auto it = limits_.find(limit);
   return it == limits_.end() ? 0.0 : it->second->Value();
 }
+
+void Metrics::fleetEdges(double edges) { fleet_edges_->Set(edges); }
+
+void Metrics::fleetRound() { fleet_rounds_->Increment(); }
+
+void Metrics::fleetStep(double batches) { fleet_step_batches_->Observe(batches); }
 
 TrainerMetrics& Metrics::forEdge(const std::string& requested) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -29,6 +29,11 @@
 //                                                                  sessions, sessions_per_peer, pending_sessions,
 //                                                                  session_memory, peer_rate, peer_queue; per
 //                                                                  process: `role` but no `edge`
+//   tandem_fleet_edges                                             shared fleet: sessions in it (the cloud; 0
+//                                                                  elsewhere); per process
+//   tandem_fleet_rounds_total                                      averaging rounds closed; per process
+//   tandem_fleet_step_batches (histogram)                          edges' batches per cloud step (cross-edge
+//                                                                  batching); per process
 //   tandem_build_info{version,git_commit,compiler,build_type}      1; per process: `role` but no `edge`
 //
 // Unknown values are NaN, not 0 (the Prometheus convention for a gauge without a value):
@@ -138,6 +143,12 @@ class Metrics {
   void limitHit(const std::string& limit, double count = 1.0);
   double limitHits(const std::string& limit) const;
 
+  // A shared fleet (the cloud): its size, an averaging round closed, one cloud step over
+  // `batches` edges' batches.
+  void fleetEdges(double edges);
+  void fleetRound();
+  void fleetStep(double batches);
+
   // The current metrics in the Prometheus text format (the process_* families included).
   std::string text() const;
   // "http://127.0.0.1:9100/metrics", or "" when not serving.
@@ -154,6 +165,9 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<TrainerMetrics>> edges_;
   std::map<std::string, prometheus::Counter*> limits_;
+  prometheus::Gauge* fleet_edges_ = nullptr;
+  prometheus::Counter* fleet_rounds_ = nullptr;
+  prometheus::Histogram* fleet_step_batches_ = nullptr;
 };
 
 // Resident memory of this process into `m` (tandem_process_resident_memory_bytes).

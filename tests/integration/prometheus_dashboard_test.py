@@ -71,7 +71,8 @@ STANDARD_PROCESS_FAMILIES = {"process_cpu_seconds_total", "process_resident_memo
                              "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
                              "process_start_time_seconds", "process_threads"}
 # Tandem families of the process rather than of an edge (metrics.h): `role` but no `edge`.
-PER_PROCESS_FAMILIES = {"tandem_build_info", "tandem_limit_hits_total"}
+PER_PROCESS_FAMILIES = {"tandem_build_info", "tandem_limit_hits_total", "tandem_fleet_edges", "tandem_fleet_rounds_total",
+                        "tandem_fleet_step_batches"}
 
 
 class Deadline(Exception):

@@ -78,7 +78,7 @@ TEST(Metrics, NamesFollowPrometheusConventions) {
       EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
     }
   }
-  EXPECT_EQ(families, 23);
+  EXPECT_EQ(families, 26);
   EXPECT_EQ(process_families, 7);
   // Both roles and several edges coexist.
   auto& other = metrics.forEdge("e2");
