@@ -6,6 +6,7 @@
 #include "runtime/pipeline/fleet.h"
 #include "runtime/pipeline/setup.h"
 #include "runtime/session/handshake.h"
+#include "tests/runtime/tensor_compare.h"
 
 namespace tandem::pipeline {
 namespace {
@@ -25,14 +26,7 @@ security: {mode: plaintext}
                              "fleet_test.yaml");
 }
 
-double maxDifference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
-  }
-  return worst;
-}
+using test_util::maxDifference;
 
 // One SGD step of stages [0, n) on random data, so the optimizer holds momentum.
 void trainOnce(models::StageModel& model, optim::StageOptimizers& optimizer, std::uint64_t seed) {

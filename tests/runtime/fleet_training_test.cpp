@@ -9,6 +9,7 @@
 #include "runtime/pipeline/setup.h"
 #include "tests/runtime/receive_util.h"
 #include "tests/runtime/split_test_util.h"
+#include "tests/runtime/tensor_compare.h"
 
 namespace tandem::pipeline {
 namespace {
@@ -42,14 +43,7 @@ security: {mode: plaintext}
        "data.shard.index=" + std::to_string(index), "fleet.mode=shared", "fleet.min_edges=" + std::to_string(edges)});
 }
 
-double maxDifference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
-  }
-  return worst;
-}
+using test_util::maxDifference;
 
 struct FleetRun {
   std::vector<std::unique_ptr<EdgeTrainer>> edges;

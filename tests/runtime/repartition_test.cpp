@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/runtime/split_test_util.h"
+#include "tests/runtime/tensor_compare.h"
 
 namespace tandem::pipeline {
 namespace {
@@ -64,14 +65,7 @@ Result train(const config::Config& config) {
   return r;
 }
 
-double maxDifference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
-  }
-  return worst;
-}
+using test_util::maxDifference;
 
 class MigrationEquivalence : public ::testing::TestWithParam<std::string> {};
 

@@ -10,6 +10,7 @@
 #include "runtime/pipeline/standalone.h"
 #include "tests/runtime/receive_util.h"
 #include "tests/runtime/split_test_util.h"
+#include "tests/runtime/tensor_compare.h"
 
 namespace tandem::pipeline {
 namespace {
@@ -41,14 +42,7 @@ security: {mode: plaintext}
                              "split_test.yaml", {"run.output_dir=" + outputDir(model)});
 }
 
-double maxDifference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    worst = std::max(worst, (a[i].to(torch::kDouble) - b[i].to(torch::kDouble)).abs().max().item<double>());
-  }
-  return worst;
-}
+using test_util::maxDifference;
 
 struct EquivalenceCase {
   std::string model;

@@ -291,5 +291,53 @@ TEST_F(SplitProcesses, TheStepDropReproducerEndsFiniteOrExitsOne) {
   }
 }
 
+// A shared fleet of three edge processes; one is killed (SIGKILL) mid-run. The cloud
+// notices it went silent and drops it from the averaging rounds; the other two finish
+// every epoch, and the cloud applied exactly the steps each of them sent (per-session
+// counters).
+TEST_F(SplitProcesses, AFleetEdgeKilledMidRunLetsTheOthersFinish) {
+  std::ofstream(config_) << R"(
+run: {name: fleet, epochs: 2, seed: 5}
+data:
+  dataset: synthetic
+  batch_size: 32
+  synthetic: {train_size: 3072, test_size: 128, height: 8, width: 8, num_classes: 4, noise: 1.0}
+model: {name: mlp}
+split: {point: 2, staleness: 1}
+checkpoint: {enabled: false}
+security: {mode: plaintext}
+fleet: {mode: shared, min_edges: 3, average_every: 4, round_timeout_s: 3}
+link: {endpoint: "tcp://127.0.0.1:*", heartbeat_interval_s: 0.2, peer_timeout_s: 2, reconnect_grace_s: 0.5, accept_timeout_s: 60}
+)";
+  auto cloud = startCloud();
+  std::vector<std::unique_ptr<ChildProcess>> edges;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "edge" + std::to_string(i);
+    edges.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{EDGE_TRAINER, "--config", config_, "--set", "link.endpoint=" + endpoint_, "--set",
+                                 "run.output_dir=" + (dir_ / name).string(), "--set", "run.name=" + name, "--set",
+                                 "data.shard.count=3", "--set", "data.shard.index=" + std::to_string(i), "--set",
+                                 "run.threads=1"},
+        (dir_ / (name + ".log")).string()));
+  }
+  ASSERT_TRUE(waitForOutput(*edges[2], "epoch 1/2", 60s)) << edges[2]->output();
+  std::this_thread::sleep_for(500ms);
+  edges[2]->signal(SIGKILL);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(edges[i]->wait(120s), 0) << edges[i]->output();
+    std::ifstream in(dir_ / ("edge" + std::to_string(i)) / "summary-edge.json");
+    ASSERT_TRUE(in) << "edge " << i;
+    const auto edge = nlohmann::json::parse(in);
+    EXPECT_EQ(edge["epochs"], 2) << "edge " << i;
+    EXPECT_FALSE(edge["interrupted"].get<bool>()) << "edge " << i;
+    std::ifstream cloud_in(dir_ / "out" / "edges" / ("edge" + std::to_string(i)) / "summary-cloud.json");
+    ASSERT_TRUE(cloud_in) << "edge " << i;
+    const auto seen = nlohmann::json::parse(cloud_in);
+    EXPECT_EQ(seen["steps"], edge["steps"]) << "edge " << i;
+  }
+  EXPECT_NE(cloud->wait(60s), -1) << cloud->output();
+  EXPECT_THAT(cloud->output(), HasSubstr("went silent"));
+}
+
 }  // namespace
 }  // namespace tandem
