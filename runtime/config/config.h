@@ -209,7 +209,7 @@ struct GuardConfig {
 struct FleetConfig {
   FleetMode mode = FleetMode::kOff;
   std::int64_t average_every = 50;   // training steps of an edge between averaging rounds; 0: at epoch ends only
-  int min_edges = 1;                 // edges the first round waits for
+  int min_edges = 1;                 // edges that must be there before any trains
   double round_timeout_s = 30.0;     // a round goes ahead without the edges that have not come by then
   std::int64_t max_cloud_batch = 0;  // samples in one cross-edge cloud step (0: 4 × data.batch_size)
   double gather_ms = 0.0;            // how long a batch waits for other edges' batches (0: only those already there)

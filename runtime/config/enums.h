@@ -51,13 +51,14 @@ struct EnumNames<ShardScheme> {
 
 // fleet.mode: how the cloud serves several edges.
 enum class FleetMode {
-  kOff,     // every session trains its own copy of the cloud's stages
-  kShared,  // one copy of every stage for all sessions; the edges' stages are averaged
+  kOff,      // every session trains its own copy of the cloud's stages
+  kShared,   // one copy of every stage for all sessions; the edges' stages are averaged
+  kPerEdge,  // each session its own copy of the cloud's stages (SplitFed v1); all replicas averaged
 };
 template <>
 struct EnumNames<FleetMode> {
-  static constexpr std::pair<FleetMode, const char*> kValues[] = {{FleetMode::kOff, "off"},
-                                                                  {FleetMode::kShared, "shared"}};
+  static constexpr std::pair<FleetMode, const char*> kValues[] = {
+      {FleetMode::kOff, "off"}, {FleetMode::kShared, "shared"}, {FleetMode::kPerEdge, "per_edge"}};
 };
 
 // optimizer.name

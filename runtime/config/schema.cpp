@@ -508,20 +508,21 @@ std::vector<KeySpec> buildSchema() {
   // fleet
   k.add(
        "fleet.mode", T::kChoice, [](const Config& c) { return yamlEnum(c.fleet.mode); },
-       "cloud: `off`: each edge trains its own copy of the cloud's stages; `shared`: one model for every edge, "
-       "their stages averaged (FedAvg)")
+       "cloud: `off`: each edge trains its own copy of the cloud's stages, apart; `shared`: one copy of every "
+       "stage for all edges, their stages averaged (FedAvg); `per_edge`: each edge its own copy of the cloud's "
+       "stages, every replica averaged each round (SplitFed v1)")
       .choices(enumNames<FleetMode>());
   k.add(
        "fleet.average_every", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.average_every); },
-       "cloud, shared: training steps of each edge between averaging rounds (0: at epoch ends only)")
+       "cloud, fleet: training steps of each edge between averaging rounds (0: at epoch ends only)")
       .range(0, kBatches);
   k.add(
        "fleet.min_edges", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.min_edges); },
-       "cloud, shared: edges the first averaging round waits for")
+       "cloud, fleet: edges that must be there before any of them trains")
       .range(1, 4096);
   k.add(
        "fleet.round_timeout_s", T::kNumber, [](const Config& c) { return yamlNumber(c.fleet.round_timeout_s); },
-       "cloud, shared: an averaging round goes ahead without the edges that have not come within this long")
+       "cloud, fleet: an averaging round goes ahead without the edges that have not come within this long")
       .above(0, 86400);
   k.add(
        "fleet.max_cloud_batch", T::kInteger, [](const Config& c) { return yamlInt(c.fleet.max_cloud_batch); },

@@ -77,6 +77,7 @@ struct CloudTrainer::Session {
   std::uint64_t round_seen = 0;
   bool batch_waiting = false;
   bool averaging = false;
+  double cloud_samples = 0.0;      // per_edge: samples its copy of the cloud's stages trained on since the last round
   std::optional<Message> welcome;  // held until fleet.min_edges edges are there
 
   std::uint64_t id() const { return link.id(); }
@@ -137,7 +138,7 @@ CloudTrainer::CloudTrainer(config::Config config, std::unique_ptr<transport::Tra
                                "stages and optimizer state, and as much again for the replies it keeps",
                                config_.limits.session_memory_mb, config_.model.name, session_model_bytes_ / 1048576.0));
   }
-  if (config_.fleet.mode == config::FleetMode::kShared) {
+  if (config_.fleet.mode != config::FleetMode::kOff) {
     if (config_.fleet.min_edges > config_.limits.max_pending_sessions ||
         config_.fleet.min_edges > config_.limits.max_sessions) {
       config::failAt(
@@ -171,9 +172,11 @@ models::StageModel* CloudTrainer::lastModel() { return fleet_ ? fleet_->model.ge
 
 std::uint64_t CloudTrainer::fleetRounds() const { return fleet_ ? fleet_->rounds : 0; }
 
-models::StageModel& CloudTrainer::modelOf(Session& s) { return fleet_ ? *fleet_->model : *s.model; }
+bool CloudTrainer::shared() const { return fleet_ && config_.fleet.mode == config::FleetMode::kShared; }
 
-optim::StageOptimizers& CloudTrainer::optimizerOf(Session& s) { return fleet_ ? *fleet_->optimizer : *s.optimizer; }
+models::StageModel& CloudTrainer::modelOf(Session& s) { return shared() ? *fleet_->model : *s.model; }
+
+optim::StageOptimizers& CloudTrainer::optimizerOf(Session& s) { return shared() ? *fleet_->optimizer : *s.optimizer; }
 
 void CloudTrainer::replyError(const std::string& peer, ErrorCode code, const std::string& text, std::uint64_t session) {
   Message message(MessageType::kError, transport::ErrorInfo{code, text});
@@ -267,7 +270,14 @@ void CloudTrainer::onHello(Message& message) {
   auto& store = resume.store;
   auto& resume_from = resume.checkpoint;
   // In a shared fleet the session trains the fleet's stages: it gets no copy of its own.
-  auto model = fleet_ ? nullptr : std::make_unique<models::StageModel>(buildModel(config_));
+  auto model = shared() ? nullptr : std::make_unique<models::StageModel>(buildModel(config_));
+  if (model && fleet_) {
+    // per_edge: the session's copy starts from the fleet's current average.
+    torch::NoGradGuard no_grad;
+    const auto mine = model->state(0, num_stages_);
+    const auto fleet = fleet_->model->state(0, num_stages_);
+    for (std::size_t i = 0; i < mine.size(); ++i) mine[i].copy_(fleet[i]);
+  }
 
   auto s = std::make_unique<Session>(session::newSessionId(), message.peer, *transport_);
   s->origin = message.origin;
@@ -278,11 +288,10 @@ void CloudTrainer::onHello(Message& message) {
   s->link.position().split = resume_from ? resume_from->split : static_cast<int>(hello.split_point);
   s->stages = num_stages_;
   s->model = std::move(model);
-  if (!fleet_) {
+  if (!shared()) {
     s->optimizer = std::make_unique<optim::StageOptimizers>(config_.optimizer, *s->model, s->split(), s->stages);
-  } else {
-    s->round_seen = fleet_->rounds;
   }
+  if (fleet_) s->round_seen = fleet_->rounds;
   s->watch = std::make_unique<LossWatch>(config_.guard);
   s->downlink_codec = config_.compression.downlink;
   s->checkpoints = std::move(store);
@@ -368,7 +377,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
     s.link.answer(message, std::move(result));
     return;
   }
-  if (fleet_) {
+  if (shared()) {
     // The step waits for other edges' batches (stepBatches); the session's position moves
     // on now, so that its next batch is admitted.
     if (s.batch_waiting || fleet_->waiting_samples + batch.size > std::max(config_.fleet.max_cloud_batch, batch.size)) {
@@ -388,6 +397,7 @@ void CloudTrainer::onActivations(Session& s, Message& message, bool train) {
   const auto outcome = trainStep(model, *s.optimizer, s.split(), s.stages, batch,
                                  StepGuard{s.watch.get(), injectNanAt(config_.guard, config::Role::kCloud, step)});
   ++position.next_step;
+  if (fleet_ && outcome.verdict == Verdict::kOk) s.cloud_samples += static_cast<double>(batch.size);
   replyTraining(s, message, outcome, batch);
 }
 
@@ -481,7 +491,7 @@ void CloudTrainer::stepBatches() {
 }
 
 void CloudTrainer::onAverage(Session& s, Message& message) {
-  if (!fleet_) throw WireError(ErrorCode::kUnexpected, "averaging rounds are for a shared fleet (fleet.mode: shared)");
+  if (!fleet_) throw WireError(ErrorCode::kUnexpected, "averaging rounds are for a fleet (fleet.mode)");
   const auto& info = std::get<transport::AverageInfo>(message.body);
   if (static_cast<int>(info.stages) != s.split()) {
     throw WireError(ErrorCode::kUnexpected, "averaging " + std::to_string(info.stages) + " stages, but the edge runs " +
@@ -555,14 +565,31 @@ void CloudTrainer::closeRound() {
         replicas.push_back(&c.stages[sj]);
       }
     }
+    // per_edge: each session's own copy of the cloud's stages is a replica too.
+    std::vector<Session*> holders;
+    std::vector<StageReplica> copies;
+    if (!shared()) {
+      for (auto& entry : sessions_) {
+        Session& s = *entry.second;
+        if (!s.model || s.split() > j) continue;
+        holders.push_back(&s);
+        copies.push_back(captureStage(*s.model, *s.optimizer, j));
+        copies.back().weight = s.cloud_samples;
+      }
+      for (const auto& copy : copies) {
+        if (copy.weight > 0) replicas.push_back(&copy);
+      }
+    }
     if (replicas.empty()) continue;
     f.averaged[sj] = 0.0;
     for (const auto* r : replicas) f.averaged[sj] += r->weight;
     if (replicas.size() == 1 && replicas.front() == &own) continue;  // only the cloud's copy: nothing changes
-    installStage(averageReplicas(replicas), *f.model, *f.optimizer, j);
-    f.trained[sj] = 0.0;
+    const auto average = averageReplicas(replicas);
+    installStage(average, *f.model, *f.optimizer, j);
+    for (auto* s : holders) installStage(average, *s->model, *s->optimizer, j);
   }
   for (auto& v : f.trained) v = 0.0;
+  for (auto& entry : sessions_) entry.second->cloud_samples = 0.0;
   for (const auto& c : round) total_samples += c.samples;
   ++f.rounds;
   if (metrics_) metrics_->fleetRound();
@@ -696,7 +723,7 @@ void CloudTrainer::takeSnapshot(Session& s) {
   run.stats = s.train;
   // A fleet's stages are not rolled back for one edge (the step that failed was not
   // applied; the others' steps since must stay): its snapshots hold the statistics only.
-  const int first = fleet_ ? s.stages : s.split();
+  const int first = shared() ? s.stages : s.split();
   s.snapshots.add(captureRun("cloud", s.hello.run_name, run, modelOf(s), optimizerOf(s), first, s.stages));
 }
 
@@ -719,14 +746,14 @@ void CloudTrainer::onRollback(Session& s, Message& message) {
     throw WireError(ErrorCode::kUnexpected, "rollback to step " + std::to_string(info.to_step) +
                                                 ": no snapshot there (held: " + (held.empty() ? "none" : held) + ")");
   }
-  const auto restored = restoreRun(*snapshot, modelOf(s), optimizerOf(s), fleet_ ? s.stages : s.split(), s.stages);
+  const auto restored = restoreRun(*snapshot, modelOf(s), optimizerOf(s), shared() ? s.stages : s.split(), s.stages);
   s.snapshots.dropAfter(info.to_step);
   s.train = restored.stats;
   s.staleness = static_cast<int>(info.staleness);
   s.downlink_codec = info.downlink_codec;
   s.lr_scale = info.lr_scale;
   s.lr = optim::learningRate(config_.optimizer, position.epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
-  if (!fleet_) s.optimizer->setLearningRate(s.lr);  // a fleet's joint step sets its own
+  if (!shared()) s.optimizer->setLearningRate(s.lr);  // a shared fleet's joint step sets its own
   if (s.metrics) {
     s.metrics->guard_rollback->Increment();
     s.metrics->setCodec(info.uplink_codec);
@@ -803,7 +830,7 @@ void CloudTrainer::onEpochBegin(Session& s, Message& message) {
   s.link.noteStaleness(s.staleness);
   s.link.forgetEvaluationReplies();
   s.lr = optim::learningRate(config_.optimizer, epoch, static_cast<int>(s.hello.epochs)) * s.lr_scale;
-  if (!fleet_) s.optimizer->setLearningRate(s.lr);  // a fleet's joint step sets its own
+  if (!shared()) s.optimizer->setLearningRate(s.lr);  // a shared fleet's joint step sets its own
   if (s.resume_stats) {
     s.train = *s.resume_stats;
     s.resume_stats.reset();

@@ -84,7 +84,9 @@ class CloudTrainer {
   void onActivations(Session& s, transport::Message& message, bool train);
   // The reply to a training batch, after its step (alone or in a fleet's joint step).
   void replyTraining(Session& s, transport::Message& message, const StepOutcome& outcome, const CloudBatch& batch);
-  // Shared fleet: the stages that serve session `s`.
+  // A fleet with one copy of the stages for all sessions (fleet.mode: shared).
+  bool shared() const;
+  // The stages that serve session `s` (its own, or a shared fleet's).
   models::StageModel& modelOf(Session& s);
   optim::StageOptimizers& optimizerOf(Session& s);
   // Shared fleet: a training batch waits for others to share its step; the waiting ones

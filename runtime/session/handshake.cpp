@@ -24,7 +24,7 @@ std::vector<Difference> handshakeDifferences(const transport::Hello& hello, cons
   }
   differ("stages", std::to_string(hello.num_stages), std::to_string(num_stages));
   // A shared fleet is heterogeneous by design: each edge brings its own split point.
-  const bool fleet = config.fleet.mode == config::FleetMode::kShared;
+  const bool fleet = config.fleet.mode != config::FleetMode::kOff;
   if (!fleet && !config.split.automatic && !resuming && config.scheduler.split_schedule.empty()) {
     differ("split point", std::to_string(hello.split_point), std::to_string(config.split.point));
   }

@@ -21,7 +21,8 @@ std::string outputDir(const std::string& name) {
 }
 
 // The cloud's and every edge's config: the same file, with the edge's shard.
-config::Config fleetConfig(const std::string& name, int edges, int index, const std::string& extra = "") {
+config::Config fleetConfig(const std::string& name, int edges, int index, const std::string& extra = "",
+                           const std::string& mode = "shared") {
   return config::parseConfig(
       R"(
 run: {name: fleet_test, epochs: 1, seed: 3}
@@ -40,7 +41,7 @@ security: {mode: plaintext}
 )" + extra,
       "fleet_test.yaml",
       {"run.output_dir=" + outputDir(name + "_" + std::to_string(index)), "data.shard.count=" + std::to_string(edges),
-       "data.shard.index=" + std::to_string(index), "fleet.mode=shared", "fleet.min_edges=" + std::to_string(edges)});
+       "data.shard.index=" + std::to_string(index), "fleet.mode=" + mode, "fleet.min_edges=" + std::to_string(edges)});
 }
 
 using test_util::maxDifference;
@@ -74,15 +75,18 @@ FleetRun runFleet(testing::CloudThread& cloud, const std::vector<config::Config>
 }
 
 // K = 0, raw transfer, averaging after every step, N edges on disjoint shards of a model
-// without BatchNorm: each step is one cloud step over the N batches (cross-edge batching)
-// and one averaging round, which is exactly standalone training with batch N·b over the
-// same samples (the edges' gradients are those of their own batch's mean loss; their
+// without BatchNorm: each step is one cloud step over the N batches (shared: cross-edge
+// batching) or N steps of the edges' own cloud copies averaged at once (per_edge), and one
+// averaging round, which is exactly standalone training with batch N·b over the same
+// samples (the edges' gradients are those of their own batch's mean loss; their
 // sample-weighted average is the joint batch's, momentum and weight decay included).
-TEST(FleetTraining, EqualsStandaloneWithTheEdgesBatchesConcatenated) {
+class FleetModes : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FleetModes, EqualStandaloneWithTheEdgesBatchesConcatenated) {
   constexpr int kEdges = 3;
   const std::string extra = "fleet: {average_every: 1, gather_ms: 20000, max_cloud_batch: 24}\n";
   std::vector<config::Config> configs;
-  for (int i = 0; i < kEdges; ++i) configs.push_back(fleetConfig("exact", kEdges, i, extra));
+  for (int i = 0; i < kEdges; ++i) configs.push_back(fleetConfig("exact_" + GetParam(), kEdges, i, extra, GetParam()));
   testing::CloudThread cloud(configs.front());
   auto run = runFleet(cloud, configs);
   ASSERT_EQ(cloud.outcome, CloudOutcome::kCompleted);
@@ -127,11 +131,11 @@ TEST(FleetTraining, EqualsStandaloneWithTheEdgesBatchesConcatenated) {
 
 // Edges at different split points (1, 2 and 3 of the mlp's 4 stages) train one model:
 // after the last round, every replica of a stage holds the same values.
-TEST(FleetTraining, HeterogeneousSplitPointsTrainOneModel) {
+TEST_P(FleetModes, HeterogeneousSplitPointsTrainOneModel) {
   constexpr int kEdges = 3;
   std::vector<config::Config> configs;
   for (int i = 0; i < kEdges; ++i) {
-    configs.push_back(fleetConfig("mixed", kEdges, i, "fleet: {average_every: 2}\n"));
+    configs.push_back(fleetConfig("mixed_" + GetParam(), kEdges, i, "fleet: {average_every: 2}\n", GetParam()));
     configs.back().split.point = i + 1;
     configs.back().split.staleness = 1;
   }
@@ -153,6 +157,10 @@ TEST(FleetTraining, HeterogeneousSplitPointsTrainOneModel) {
   }
   EXPECT_GE(cloud.cloud->fleetRounds(), 3u);
 }
+
+// shared: one copy of the cloud's stages, cross-edge batching; per_edge: SplitFed v1, each
+// session its own copy, averaged with the others every round.
+INSTANTIATE_TEST_SUITE_P(Fleet, FleetModes, ::testing::Values("shared", "per_edge"));
 
 // Membership: an edge with less data finishes and leaves while the others go on; the
 // rounds after it left close without waiting for it.
