@@ -555,10 +555,8 @@ void CloudTrainer::closeRound() {
   double total_samples = 0.0;
   for (int j = 0; j < num_stages_; ++j) {
     const auto sj = static_cast<std::size_t>(j);
-    auto own = captureStage(*f.model, *f.optimizer, j);
-    own.weight = stale ? std::max(f.trained[sj], f.averaged[sj]) : f.trained[sj];
+    const double own_weight = stale ? std::max(f.trained[sj], f.averaged[sj]) : f.trained[sj];
     std::vector<const StageReplica*> replicas;
-    if (own.weight > 0) replicas.push_back(&own);
     for (auto& c : round) {
       if (j < static_cast<int>(c.stages.size()) && c.samples > 0) {
         c.stages[sj].weight = c.samples;
@@ -573,17 +571,26 @@ void CloudTrainer::closeRound() {
         Session& s = *entry.second;
         if (!s.model || s.split() > j) continue;
         holders.push_back(&s);
+        if (s.cloud_samples <= 0) continue;
         copies.push_back(captureStage(*s.model, *s.optimizer, j));
         copies.back().weight = s.cloud_samples;
       }
-      for (const auto& copy : copies) {
-        if (copy.weight > 0) replicas.push_back(&copy);
-      }
+      for (const auto& copy : copies) replicas.push_back(&copy);
     }
-    if (replicas.empty()) continue;
+    if (replicas.empty()) {
+      // Only the cloud's copy (or nobody) trained the stage: nothing changes, and it is not
+      // copied (a round would otherwise clone every cloud stage).
+      if (own_weight > 0) f.averaged[sj] = own_weight;
+      continue;
+    }
+    StageReplica own;
+    if (own_weight > 0) {
+      own = captureStage(*f.model, *f.optimizer, j);
+      own.weight = own_weight;
+      replicas.push_back(&own);
+    }
     f.averaged[sj] = 0.0;
     for (const auto* r : replicas) f.averaged[sj] += r->weight;
-    if (replicas.size() == 1 && replicas.front() == &own) continue;  // only the cloud's copy: nothing changes
     const auto average = averageReplicas(replicas);
     installStage(average, *f.model, *f.optimizer, j);
     for (auto* s : holders) installStage(average, *s->model, *s->optimizer, j);
