@@ -524,16 +524,17 @@ void CloudTrainer::closeRoundIfDue(bool timed_out_only) {
       std::chrono::duration<double>(Clock::now() - fleet_->round_started).count() >= config_.fleet.round_timeout_s;
   if (!timed_out) {
     if (timed_out_only) return;
-    // Every edge that trains stages of its own must have come.
+    // Every edge that trains stages of its own must have come, also one welcomed that has
+    // not begun its first epoch yet (a member that never begins costs a round timeout).
     for (const auto& entry : sessions_) {
       const Session& s = *entry.second;
-      if (s.begun && s.split() > 0 && !s.averaging) return;
+      if (s.split() > 0 && !s.averaging && !s.welcome) return;  // begun, or about to begin
     }
   } else {
     std::vector<std::string> missing;
     for (const auto& entry : sessions_) {
       const Session& s = *entry.second;
-      if (s.begun && s.split() > 0 && !s.averaging) missing.push_back("'" + s.hello.edge_name + "'");
+      if (s.split() > 0 && !s.averaging && !s.welcome) missing.push_back("'" + s.hello.edge_name + "'");
     }
     if (!missing.empty()) {
       log_->warn("fleet: averaging round {} goes ahead after {} s without {} (fleet.round_timeout_s)",
